@@ -1,0 +1,121 @@
+"""Attack registry: which training images are poisoned, how, and with which labels."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .artifacts import ArtifactError, load_npz, save_npz
+from .data import load_prepared
+from .triggers import Trigger
+
+AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
+
+
+@dataclass(frozen=True)
+class Amount:
+    """How much to poison: a fraction of the target class (thesis 7.1) or an absolute count."""
+
+    rate: float | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rate is None) == (self.count is None):
+            raise ValueError("an amount is either a rate or a count")
+        if self.rate is not None and not 0 < self.rate <= 1:
+            raise ValueError(f"poisoning rate {self.rate} outside (0, 1]")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"poison count {self.count} must be at least 1")
+
+    @classmethod
+    def parse(cls, token: str) -> Amount:
+        """Parse a path token: 'p0.015' (rate of the target class) or 'n75' (count)."""
+        m = AMOUNT_RE.match(token)
+        if not m:
+            raise ValueError(f"amount '{token}' is neither p<rate> nor n<count>")
+        return cls(rate=float(m["rate"])) if m["rate"] else cls(count=int(m["count"]))
+
+    @property
+    def token(self) -> str:
+        """The inverse of parse."""
+        return f"p{self.rate:g}" if self.rate is not None else f"n{self.count}"
+
+    def resolve(self, class_size: int) -> int:
+        """Number of images to poison given the target class's training size."""
+        n = self.count if self.count is not None else round(self.rate * class_size)
+        if n < 1:
+            raise ValueError(f"rate {self.rate} of {class_size} target-class images poisons no image")
+        return n
+
+
+@dataclass(frozen=True)
+class PoisonSet:
+    """The poisoned training examples: their indices, new images and (possibly new) labels."""
+
+    indices: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+
+    def apply_to(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The full poisoned training set."""
+        x, y = x.copy(), y.copy()
+        x[self.indices], y[self.indices] = self.images, self.labels
+        return x, y
+
+
+def _select(pool: np.ndarray, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
+    """Draw n distinct indices from pool, in random order."""
+    if n > len(pool):
+        raise ValueError(f"asked to poison {n} images but only {len(pool)} {what} exist")
+    return np.sort(rng.permutation(pool)[:n])
+
+
+def badnets(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Gu et al.: random images from the whole training set, relabelled to the target (thesis 2.2)."""
+    idx = _select(np.arange(len(y)), n, rng, "training images")
+    return idx, np.full(n, target, dtype=np.int64)
+
+
+def label_consistent(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Only target-class images, labels kept (thesis 3.2, the baseline of Figure 3-2)."""
+    idx = _select(np.flatnonzero(y == target), n, rng, f"images of class {target}")
+    return idx, y[idx].copy()
+
+
+ATTACKS: dict[str, Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
+    "badnets": badnets,
+    "label_consistent": label_consistent,
+}
+
+
+def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
+           trigger: Trigger, seed: int) -> PoisonSet:
+    """Select, trigger and label the poisoned examples of one (attack, target, amount, seed)."""
+    if method not in ATTACKS:
+        raise ValueError(f"unknown attack method '{method}'; known: {', '.join(ATTACKS)}")
+    if not 0 <= target < int(y.max()) + 1:
+        raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
+    n = amount.resolve(int(np.sum(y == target)))
+    idx, labels = ATTACKS[method](y, target, n, np.random.default_rng([seed, target]))
+    return PoisonSet(idx, trigger.apply(x[idx]), labels)
+
+
+def write_poison_set(data_path: str, out: str, method: str, trigger: dict, target: int, amount: str,
+                     seed: int) -> None:
+    """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
+    ds = load_prepared(data_path)
+    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), Trigger(**trigger), seed)
+    save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, target=np.int64(target),
+             class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))
+
+
+def read_poison_set(path: str) -> tuple[PoisonSet, dict[str, int]]:
+    """Load a poison set and its metadata (target, class_size, train_size)."""
+    z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "target": "i",
+                        "class_size": "i", "train_size": "i"})
+    ps = PoisonSet(z["indices"], z["images"], z["labels"])
+    if not len(ps.indices) == len(ps.images) == len(ps.labels):
+        raise ArtifactError(f"{path}: indices, images and labels differ in length")
+    return ps, {k: int(z[k]) for k in ("target", "class_size", "train_size")}

@@ -1,0 +1,167 @@
+"""Dataset registry: every source is reduced to one canonical uint8 NHWC npz with labels and class names."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ArtifactError, load_npz, save_npz
+
+# CIFAR-100 fine label -> one of its 20 coarse superclasses (the dataset's published grouping).
+CIFAR100_COARSE = np.array([
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+])
+CIFAR100_SUPERCLASSES = [
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+    "vehicles_1", "vehicles_2",
+]
+NPZ_ARRAYS = {"x_train": "u", "y_train": "iu", "x_test": "u", "y_test": "iu"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/test images (uint8, NHWC) with integer labels and class names."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+def validate(ds: Dataset, origin: str) -> Dataset:
+    """Check shapes, dtypes and label ranges; raise ArtifactError naming the offending array."""
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if x.dtype != np.uint8:
+            raise ArtifactError(f"{origin}: x_{split} has dtype {x.dtype}, expected uint8 (0..255)")
+        if x.ndim != 4 or x.shape[3] not in (1, 3):
+            raise ArtifactError(f"{origin}: x_{split} has shape {x.shape}, expected (N, H, W, C) with C in (1, 3)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ArtifactError(f"{origin}: y_{split} has shape {y.shape}, expected ({len(x)},) to match x_{split}")
+        if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
+            raise ArtifactError(f"{origin}: y_{split} has labels outside 0..{ds.num_classes - 1}")
+    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
+        raise ArtifactError(f"{origin}: x_train images {ds.x_train.shape[1:]} differ from x_test {ds.x_test.shape[1:]}")
+    return ds
+
+
+def _from_arrays(x_tr, y_tr, x_te, y_te, classes) -> Dataset:
+    """Build a Dataset with canonical dtypes."""
+    return Dataset(np.ascontiguousarray(x_tr, dtype=np.uint8), np.asarray(y_tr, dtype=np.int64),
+                   np.ascontiguousarray(x_te, dtype=np.uint8), np.asarray(y_te, dtype=np.int64),
+                   tuple(str(c) for c in classes))
+
+
+def load_digits(root: Path) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, scaled to 0..255, split 75/25 per class with a fixed seed."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)[..., None]
+    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0)
+    return _from_arrays(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
+
+
+def _torchvision(cls_name: str, root: Path, **kw) -> tuple:
+    """Download (md5-verified by torchvision) and return both splits of a torchvision dataset."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    try:
+        tr, te = cls(root, train=True, download=True, **kw), cls(root, train=False, download=True, **kw)
+    except (OSError, RuntimeError) as e:
+        raise ArtifactError(f"{cls_name}: download into {root} failed ({e}); "
+                            f"without network, use an 'npz:<path>' source") from None
+    return tr, te
+
+
+def load_cifar10(root: Path) -> Dataset:
+    """CIFAR-10 through torchvision."""
+    tr, te = _torchvision("CIFAR10", root)
+    return _from_arrays(tr.data, tr.targets, te.data, te.targets, tr.classes)
+
+
+def load_cifar100(root: Path) -> Dataset:
+    """CIFAR-100 with its 100 fine labels through torchvision."""
+    tr, te = _torchvision("CIFAR100", root)
+    return _from_arrays(tr.data, tr.targets, te.data, te.targets, tr.classes)
+
+
+def load_cifar100_coarse(root: Path) -> Dataset:
+    """CIFAR-100 relabelled to its 20 superclasses (the thesis's DP pretraining set)."""
+    tr, te = _torchvision("CIFAR100", root)
+    coarse = lambda t: CIFAR100_COARSE[np.asarray(t)]  # noqa: E731
+    return _from_arrays(tr.data, coarse(tr.targets), te.data, coarse(te.targets), CIFAR100_SUPERCLASSES)
+
+
+def load_mnist(root: Path) -> Dataset:
+    """MNIST through torchvision, as 28x28x1."""
+    tr, te = _torchvision("MNIST", root)
+    return _from_arrays(tr.data.numpy()[..., None], tr.targets.numpy(), te.data.numpy()[..., None],
+                        te.targets.numpy(), [str(i) for i in range(10)])
+
+
+def load_local_npz(path: Path) -> Dataset:
+    """A local archive with x_train, y_train, x_test, y_test (and optionally class names in `classes`)."""
+    z = load_npz(path, NPZ_ARRAYS)
+    if "classes" in z:
+        classes = [str(c) for c in z["classes"]]
+    else:
+        n = int(max(z["y_train"].max(initial=-1), z["y_test"].max(initial=-1))) + 1
+        classes = [str(i) for i in range(n)]
+    for split in ("train", "test"):
+        if z[f"x_{split}"].ndim == 3:  # grayscale without channel axis
+            z[f"x_{split}"] = z[f"x_{split}"][..., None]
+    return validate(_from_arrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], classes), str(path))
+
+
+DATASETS: dict[str, Callable[[Path], Dataset]] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "cifar100_coarse": load_cifar100_coarse,
+}
+
+
+def local_path(source: str) -> Path | None:
+    """The file behind an 'npz:<path>' source, else None."""
+    return Path(source[len("npz:"):]) if source.startswith("npz:") else None
+
+
+def load_source(source: str, data_root: str | Path) -> Dataset:
+    """Load a dataset from a registry name or an 'npz:<path>' source."""
+    path = local_path(source)
+    if path is not None:
+        return load_local_npz(path)
+    if source not in DATASETS:
+        raise ArtifactError(f"unknown dataset source '{source}'; known: {', '.join(DATASETS)} or npz:<path>")
+    return validate(DATASETS[source](Path(data_root)), source)
+
+
+def save_prepared(path: str | Path, ds: Dataset) -> None:
+    """Write the canonical prepared artifact."""
+    save_npz(path, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
+             classes=np.array(ds.classes))
+
+
+def load_prepared(path: str | Path) -> Dataset:
+    """Read a prepared artifact written by save_prepared."""
+    z = load_npz(path, {**NPZ_ARRAYS, "classes": "U"})
+    return validate(_from_arrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], z["classes"]), str(path))

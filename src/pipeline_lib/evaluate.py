@@ -1,0 +1,43 @@
+"""Victim evaluation: clean accuracy, both attack-success-rate definitions (thesis 2.1.1), robust accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .train import to_float
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
+    """Predicted labels for uint8 NHWC images."""
+    model.eval().to(device)
+    preds = [model(to_float(torch.from_numpy(x[i:i + batch_size]).to(device))).argmax(1).cpu()
+             for i in range(0, len(x), batch_size)]
+    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+
+
+def _rate(hits: np.ndarray) -> float:
+    """Mean of a boolean array, NaN when empty."""
+    return float(hits.mean()) if hits.size else float("nan")
+
+
+def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.ndarray,
+                   target: int, num_classes: int) -> dict[str, object]:
+    """All metrics from labels and the predictions on clean and triggered test images.
+
+    asr_labelled:    share of images *labelled* other than the target classified as the target
+                     once triggered (the thesis's first definition, used in chapters 2-4);
+    asr_classified:  the same over images not *classified* as the target before the trigger
+                     (the second definition, used for the DP-SGD experiments);
+    robust_accuracy: share of non-target images still classified as their true label when triggered.
+    """
+    not_target = y != target
+    not_pred_target = clean_pred != target
+    per_class = [_rate(clean_pred[y == c] == c) for c in range(num_classes)]
+    return {
+        "clean_accuracy": _rate(clean_pred == y),
+        "asr_labelled": _rate(triggered_pred[not_target] == target),
+        "asr_classified": _rate(triggered_pred[not_pred_target] == target),
+        "robust_accuracy": _rate(triggered_pred[not_target] == y[not_target]),
+        "per_class_accuracy": per_class,
+    }

@@ -1,0 +1,186 @@
+"""Model registry. Every model maps float images in [0, 1] (NCHW) to logits and splits into
+`features` (penultimate activations) and `classifier` (the last linear layer)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .artifacts import atomic_path
+
+
+class InputNorm(nn.Module):
+    """Input standardisation inside the model, so saved weights carry their preprocessing."""
+
+    def __init__(self, kind: str, channels: int) -> None:
+        super().__init__()
+        if kind not in ("per_image", "channel", "none"):
+            raise ValueError(f"unknown input normalisation '{kind}'")
+        self.kind = kind
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("std", torch.ones(1, channels, 1, 1))
+
+    def fit(self, x: torch.Tensor) -> None:
+        """Set the per-channel statistics from training images (used by kind 'channel')."""
+        self.mean.copy_(x.mean(dim=(0, 2, 3), keepdim=True))
+        self.std.copy_(x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "per_image":  # tf.image.per_image_standardization, as in the thesis (7.7)
+            n = x[0].numel()
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(n ** -0.5)
+            return (x - mean) / std
+        if self.kind == "channel":
+            return (x - self.mean) / self.std
+        return x
+
+
+class Classifier(nn.Module):
+    """norm -> features -> linear classifier (optionally scaled)."""
+
+    def __init__(self, norm: InputNorm, features: nn.Module, width: int, num_classes: int,
+                 bias: bool = True, scale: float = 1.0) -> None:
+        super().__init__()
+        self.norm, self.features = norm, features
+        self.classifier = nn.Linear(width, num_classes, bias=bias)
+        self.scale = scale
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer activations."""
+        return self.features(self.norm(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x)) * self.scale
+
+
+# ---------------------------------------------------------------- thesis ResNet (Methods 7.1)
+
+class PreActBlock(nn.Module):
+    """ResNet v2 unit: BN-ReLU-conv-BN-ReLU-conv plus shortcut (projection in a group's first unit)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, project: bool) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in, momentum=0.003), nn.BatchNorm2d(c_out, momentum=0.003)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.project = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if project else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn1(x))
+        shortcut = self.project(a) if self.project is not None else x
+        return self.conv2(torch.relu(self.bn2(self.conv1(a)))) + shortcut
+
+
+def thesis_resnet(in_channels: int, num_classes: int, norm: str = "per_image",
+                  units: int = 5, filters: tuple[int, ...] = (16, 16, 32, 64)) -> Classifier:
+    """Madry-lab CIFAR ResNet: stem of 16 filters, three groups (16, 32, 64) of five units each."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, filters[0], 3, 1, 1, bias=False)]
+    c = filters[0]
+    for i, f in enumerate(filters[1:]):
+        for u in range(units):
+            layers.append(PreActBlock(c, f, stride=(1 if i == 0 or u > 0 else 2), project=(u == 0)))
+            c = f
+    layers += [nn.BatchNorm2d(c, momentum=0.003), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
+
+
+# ---------------------------------------------------------------- airbench94-style fast network
+
+class GhostBN(nn.BatchNorm2d):
+    """BatchNorm with a fixed unit scale and a learnable bias, as in airbench."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__(c, eps=1e-12, momentum=0.4)
+        self.weight.requires_grad_(False)
+
+
+class ConvGroup(nn.Sequential):
+    """conv - maxpool - BN - GELU - conv - BN - GELU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        convs = [nn.Conv2d(c_in, c_out, 3, padding="same", bias=False),
+                 nn.Conv2d(c_out, c_out, 3, padding="same", bias=False)]
+        for conv in convs:  # identity init on the leading channels: an implicit residual path
+            nn.init.dirac_(conv.weight.data[:conv.weight.size(1)])
+        super().__init__(convs[0], nn.MaxPool2d(2), GhostBN(c_out), nn.GELU(),
+                         convs[1], GhostBN(c_out), nn.GELU())
+
+
+class Whitening(nn.Conv2d):
+    """Frozen 2x2 conv initialised to the patch-PCA whitening of the training set (+ its negation)."""
+
+    def __init__(self, c_in: int, k: int = 2) -> None:
+        super().__init__(c_in, 2 * c_in * k * k, k, padding=0, bias=True)
+        self.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the filters from patches of x (N, C, H, W)."""
+        c, k = x.shape[1], self.kernel_size[0]
+        patches = x.unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, c * k * k).double()
+        cov = patches.T @ patches / len(patches)
+        evals, evecs = torch.linalg.eigh(cov)
+        w = (evecs.T / torch.sqrt(evals.clamp_min(0) + eps)[:, None]).flip(0).reshape(-1, c, k, k)
+        self.weight.copy_(torch.cat([w, -w]).to(self.weight.dtype))
+
+
+def airbench(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
+    """airbench94 layout: whitening, GELU, three conv groups (w, 4w, 4w), global max-pool, scaled head."""
+    white = Whitening(in_channels)
+    w0 = white.out_channels
+    features = nn.Sequential(white, nn.GELU(), ConvGroup(w0, width), ConvGroup(width, 4 * width),
+                             ConvGroup(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+    return Classifier(InputNorm(norm, in_channels), features, 4 * width, num_classes, bias=False, scale=1 / 9)
+
+
+# ---------------------------------------------------------------- small CNN for 8x8 / 28x28 digits
+
+def small_cnn(in_channels: int, num_classes: int, norm: str = "channel", width: int = 32) -> Classifier:
+    """Three conv-BN-ReLU layers with two max-pools and a 2x2 adaptive pool: digits and MNIST."""
+    def block(a: int, b: int) -> list[nn.Module]:
+        return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+    features = nn.Sequential(*block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2),
+                             *block(2 * width, 4 * width), nn.AdaptiveMaxPool2d(2), nn.Flatten())
+    return Classifier(InputNorm(norm, in_channels), features, 16 * width, num_classes)
+
+
+MODELS: dict[str, Callable[..., Classifier]] = {
+    "thesis_resnet": thesis_resnet,
+    "airbench": airbench,
+    "small_cnn": small_cnn,
+}
+
+
+def build(arch: dict) -> Classifier:
+    """Instantiate a model from its spec {name, in_channels, num_classes, **options}."""
+    spec = dict(arch)
+    name = spec.pop("name")
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
+    return MODELS[name](**spec)
+
+
+@torch.no_grad()
+def fit_to_data(model: Classifier, x: torch.Tensor) -> None:
+    """Data-dependent initialisation: input statistics and, for airbench, the whitening filters."""
+    model.norm.fit(x)
+    for m in model.modules():
+        if isinstance(m, Whitening):
+            m.fit(model.norm(x[:5000]))
+
+
+def save_weights(path: str | Path, arch: Mapping[str, Any], module: nn.Module) -> None:
+    """Save a model's architecture spec and state dict atomically."""
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"arch": dict(arch), "state_dict": state}, tmp)
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Load (arch spec, state dict) without unpickling arbitrary objects."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return blob["arch"], blob["state_dict"]

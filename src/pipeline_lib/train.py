@@ -1,0 +1,158 @@
+"""Victim training: one hyperparameter recipe per config block, seeded, on CUDA when leased else CPU."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyperparameters; the config's `recipes.<name>` block, field for field."""
+
+    model: str                      # registry name in models.MODELS
+    epochs: float                   # passes over the training set (fractional allowed)
+    batch_size: int
+    lr: float                       # peak learning rate for a mean-reduced loss
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "step"          # 'step' (x gamma at each milestone epoch) or 'triangle'
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    triangle: tuple[float, float, float] = (0.2, 0.23, 0.07)  # start factor, peak position, end factor
+    label_smoothing: float = 0.0
+    bias_lr_scale: float = 1.0      # airbench: larger lr (same per-step decay) for batch-norm biases
+    augment: bool = False           # random crops + horizontal flips (thesis 7.7)
+    crop_padding: int = 4
+    pad_mode: str = "constant"      # 'constant' (zeros, as tf's crop_or_pad) or 'reflect'
+    flip: bool = True
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. norm, width
+
+    @classmethod
+    def from_config(cls, block: dict[str, Any]) -> Recipe:
+        """Build from a config block, rejecting unknown keys by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(block) - names)
+        if unknown:
+            raise ValueError(f"unknown recipe key(s): {', '.join(unknown)}")
+        kw = dict(block)
+        for key in ("milestones", "triangle"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+    def lr_factor(self, step: int, total: int, steps_per_epoch: int) -> float:
+        """Learning-rate multiplier at a step."""
+        if self.schedule == "step":
+            return self.gamma ** sum(step >= m * steps_per_epoch for m in self.milestones)
+        start, peak, end = self.triangle
+        p = int(peak * total)
+        return start + (1 - start) * step / p if step < p else 1 + (end - 1) * (step - p) / max(total - p, 1)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return x.permute(0, 3, 1, 2).float().div_(255)
+
+
+def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random crop after padding and random horizontal flip, batched."""
+    b, c, h, w = x.shape
+    p = recipe.crop_padding
+    if p:
+        padded = nn.functional.pad(x, (p, p, p, p), mode=recipe.pad_mode)
+        dy, dx = (torch.randint(0, 2 * p + 1, (2, b), generator=gen, device=x.device))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        x = padded.permute(0, 2, 3, 1)[torch.arange(b, device=x.device)[:, None, None], rows, cols]
+        x = x.permute(0, 3, 1, 2)
+    if recipe.flip:
+        flip = torch.rand(b, generator=gen, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def arch_of(recipe: Recipe, x: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """The model spec saved with the weights."""
+    return {"name": recipe.model, "in_channels": int(x.shape[-1]), "num_classes": num_classes,
+            **recipe.model_options}
+
+
+def _optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
+    """SGD with momentum; batch-norm biases optionally get airbench's scaled learning rate."""
+    bn_bias = [p for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+               for p in m.parameters() if p.requires_grad] if r.bias_lr_scale != 1 else []
+    ids = {id(p) for p in bn_bias}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest, "lr": r.lr, "weight_decay": r.weight_decay, "base_lr": r.lr}]
+    if bn_bias:
+        lr_b = r.lr * r.bias_lr_scale
+        groups.append({"params": bn_bias, "lr": lr_b, "weight_decay": r.weight_decay / r.bias_lr_scale,
+                       "base_lr": lr_b})
+    return torch.optim.SGD(groups, momentum=r.momentum, nesterov=r.nesterov)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy (CPU kernels are then deterministic; cuDNN autotunes on GPU for speed)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.backends.cudnn.benchmark = True
+
+
+def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int,
+          device: torch.device) -> tuple[models.Classifier, dict[str, Any]]:
+    """Train a fresh model on uint8 NHWC images; return it (on CPU) and a per-epoch log."""
+    seed_everything(seed)
+    arch = arch_of(recipe, x, num_classes)
+    model = models.build(arch)
+    xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = _optimizer(model, recipe)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    n = len(xs)
+    steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch
+    total = math.ceil(recipe.epochs * steps_per_epoch)
+    log: list[dict[str, float]] = []
+    step, t0 = 0, time.perf_counter()
+    while step < total:
+        model.train()
+        order = torch.randperm(n, generator=gen, device=device)
+        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        for i in range(steps_per_epoch):
+            if step >= total:
+                break
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * recipe.lr_factor(step, total, steps_per_epoch)
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            xb, yb = to_float(xs[idx]), ys[idx]
+            if recipe.augment:
+                xb = augment(xb, recipe, gen)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(xb)
+                loss = loss_fn(out.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (out.argmax(1) == yb).sum()
+            seen += len(yb)
+            step += 1
+        log.append({"epoch": len(log) + 1, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
+                    "seconds": time.perf_counter() - t0})
+    seconds = time.perf_counter() - t0
+    info = {"arch": arch, "device": str(device), "steps": total, "seconds": seconds,
+            "images_per_second": total * recipe.batch_size / seconds, "epochs": log}
+    return model.cpu().to(memory_format=torch.contiguous_format), info

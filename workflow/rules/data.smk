@@ -1,0 +1,18 @@
+# Stage 1: every dataset source reduced to one canonical npz.
+
+
+rule prepare_data:
+    input:
+        local_dataset_file,
+    output:
+        "results/data/{dataset}.npz",
+    params:
+        source=dataset_source,
+        data_root=config["data_root"],
+        code=code_version("data"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/prepare_data/{dataset}.log",
+    script:
+        "../scripts/prepare_data.py"

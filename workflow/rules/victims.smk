@@ -1,0 +1,56 @@
+# Stages 4-5: train a victim on each poisoned set, then evaluate it on clean and triggered test images.
+
+VICTIM = "results/victims/{dataset}/{attack}/{recipe}/{defence}/t{target}-{amount}-s{seed}"
+
+
+rule train_victim:
+    input:
+        data="results/data/{dataset}.npz",
+        poison="results/poisoned/{dataset}/{attack}/t{target}-{amount}-s{seed}.npz",
+    output:
+        model=f"{VICTIM}/model.pt",
+        log=f"{VICTIM}/train_log.json",
+    params:
+        recipe=lambda w: config["recipes"][w.recipe],
+        code=code_version("victim"),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        f"results/logs/train_victim/{VICTIM.removeprefix('results/victims/')}.log",
+    benchmark:
+        f"results/benchmarks/train_victim/{VICTIM.removeprefix('results/victims/')}.tsv"
+    script:
+        "../scripts/train_victim.py"
+
+
+rule evaluate_victim:
+    input:
+        model=f"{VICTIM}/model.pt",
+        train_log=f"{VICTIM}/train_log.json",
+        data="results/data/{dataset}.npz",
+    output:
+        f"{VICTIM}/metrics.json",
+    params:
+        trigger=attack_trigger,
+        describe=lambda w: {
+            "dataset": w.dataset,
+            "attack": w.attack,
+            "method": config["attacks"][w.attack]["method"],
+            "recipe": w.recipe,
+            "defence": w.defence,
+            "target": int(w.target),
+            "amount": w.amount,
+            "seed": int(w.seed),
+        },
+        code=code_version("victim"),
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        f"results/logs/evaluate_victim/{VICTIM.removeprefix('results/victims/')}.log",
+    script:
+        "../scripts/evaluate_victim.py"

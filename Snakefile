@@ -8,7 +8,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+if not config:  # --configfile replaces the default rather than merging into it
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -18,7 +18,7 @@ def validated(cfg):
         validate(cfg, "../schemas/config.schema.yaml")
         check_references(cfg)
     except WorkflowError as e:
-        cause = e.args[0] if e.args else e
+        cause = e.__context__
         raise WorkflowError(f"invalid config: {schema_error_line(cause) if hasattr(cause, 'absolute_path') else e}") from None
     except ConfigError as e:
         raise WorkflowError(f"invalid config: {e}") from None

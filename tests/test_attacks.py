@@ -1,0 +1,53 @@
+"""Attacks select, trigger and label exactly the images the threat model allows."""
+import numpy as np
+import pytest
+
+from pipeline_lib.attacks import Amount, poison
+from pipeline_lib.triggers import Trigger
+
+Y = np.repeat(np.arange(10), 50)
+X = np.full((500, 8, 8, 1), 90, np.uint8)
+
+
+def test_amounts_round_trip_through_path_tokens():
+    assert Amount.parse("p0.015").rate == 0.015 and Amount(rate=0.015).token == "p0.015"
+    assert Amount.parse("n75").count == 75 and Amount(rate=1.0).token == "p1"
+
+
+def test_a_rate_is_a_fraction_of_the_target_class():
+    assert Amount(rate=0.06).resolve(5000) == 300 and Amount(rate=0.004).resolve(5000) == 20
+    assert Amount(count=75).resolve(5000) == 75
+
+
+@pytest.mark.parametrize("bad", [{"rate": 0.0}, {"rate": 1.5}, {"rate": -0.1}, {"count": 0}])
+def test_amounts_outside_the_valid_range_are_refused(bad):
+    with pytest.raises(ValueError):
+        Amount(**bad)
+
+
+def test_badnets_relabels_images_from_any_class_to_the_target():
+    ps = poison("badnets", X, Y, 3, Amount(count=100), Trigger("bottom_right"), seed=0)
+    assert len(ps.indices) == 100 and (ps.labels == 3).all()
+    assert len(np.unique(Y[ps.indices])) > 5
+    assert (ps.images[:, -1, -1, 0] == 255).all()
+
+
+def test_label_consistent_poisons_only_the_target_class_and_keeps_labels():
+    ps = poison("label_consistent", X, Y, 7, Amount(rate=0.5), Trigger("bottom_right"), seed=0)
+    assert len(ps.indices) == 25 and (Y[ps.indices] == 7).all() and (ps.labels == 7).all()
+    x, y = ps.apply_to(X, Y)
+    assert np.array_equal(y, Y) and (x[ps.indices, -1, -1, 0] == 255).all()
+
+
+def test_selection_is_seeded():
+    a = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=4)
+    b = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=4)
+    c = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=5)
+    assert np.array_equal(a.indices, b.indices) and not np.array_equal(a.indices, c.indices)
+
+
+def test_asking_for_more_images_than_exist_names_the_shortfall():
+    with pytest.raises(ValueError, match="only 50 images of class 2"):
+        poison("label_consistent", X, Y, 2, Amount(count=51), Trigger("bottom_right"), seed=0)
+    with pytest.raises(ValueError, match="unknown attack method"):
+        poison("sleeper", X, Y, 2, Amount(count=1), Trigger("bottom_right"), seed=0)

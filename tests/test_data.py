@@ -1,0 +1,68 @@
+"""Every dataset source becomes the same canonical arrays; bad archives fail with the array's name."""
+import numpy as np
+import pytest
+
+from pipeline_lib.artifacts import ArtifactError
+from pipeline_lib.data import CIFAR100_COARSE, load_prepared, load_source, save_prepared
+
+
+def write(path, **arrays):
+    np.savez(path, **arrays)
+    return f"npz:{path}"
+
+
+def arrays(n=20, shape=(8, 8, 3)):
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.integers(0, 256, (n, *shape), dtype=np.uint8), "y_train": np.arange(n) % 4,
+            "x_test": rng.integers(0, 256, (n // 2, *shape), dtype=np.uint8), "y_test": np.arange(n // 2) % 4}
+
+
+def test_digits_are_split_deterministically_and_stratified():
+    a, b = load_source("digits", "unused"), load_source("digits", "unused")
+    assert a.x_train.shape == (1347, 8, 8, 1) and a.x_test.shape == (450, 8, 8, 1)
+    assert np.array_equal(a.x_train, b.x_train) and a.x_train.dtype == np.uint8 and a.x_train.max() == 255
+    share = np.bincount(a.y_test) / (np.bincount(a.y_test) + np.bincount(a.y_train))
+    assert np.abs(share - 0.25).max() < 0.01
+
+
+def test_local_npz_round_trips_through_the_prepared_artifact(tmp_path):
+    ds = load_source(write(tmp_path / "d.npz", **arrays()), "unused")
+    save_prepared(tmp_path / "p.npz", ds)
+    back = load_prepared(tmp_path / "p.npz")
+    assert np.array_equal(back.x_train, ds.x_train) and back.classes == ("0", "1", "2", "3")
+
+
+def test_grayscale_archives_without_channel_axis_get_one(tmp_path):
+    ds = load_source(write(tmp_path / "g.npz", **arrays(shape=(8, 8))), "unused")
+    assert ds.x_train.shape == (20, 8, 8, 1)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.pop("y_test"), "missing array 'y_test'"),
+    (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "array 'x_train' has dtype float32"),
+    (lambda a: a.update(y_train=a["y_train"][:5]), "y_train has shape"),
+    (lambda a: a.update(x_test=a["x_test"][:, :4]), "differ from x_test"),
+])
+def test_broken_archives_name_the_offending_array(tmp_path, change, message):
+    a = arrays()
+    change(a)
+    with pytest.raises(ArtifactError, match=message):
+        load_source(write(tmp_path / "bad.npz", **a), "unused")
+
+
+def test_object_arrays_are_refused_not_unpickled(tmp_path):
+    a = arrays()
+    a["y_train"] = np.array([object()] * 20, dtype=object)
+    with pytest.raises(ArtifactError, match="object arrays"):
+        load_source(write(tmp_path / "evil.npz", **a), "unused")
+
+
+def test_missing_file_and_unknown_source_are_named(tmp_path):
+    with pytest.raises(ArtifactError, match="file not found"):
+        load_source(f"npz:{tmp_path}/nope.npz", "unused")
+    with pytest.raises(ArtifactError, match="unknown dataset source 'imagenet'"):
+        load_source("imagenet", "unused")
+
+
+def test_cifar100_superclasses_have_five_fine_classes_each():
+    assert np.bincount(CIFAR100_COARSE).tolist() == [5] * 20

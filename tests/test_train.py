@@ -1,0 +1,49 @@
+"""Training is seeded and deterministic on CPU; recipes and augmentation behave as configured."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline_lib.train import Recipe, augment, train
+
+RECIPE = Recipe(model="small_cnn", epochs=2, batch_size=16, lr=0.05, model_options={"width": 8})
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), np.arange(64) % 4
+
+
+def test_same_seed_gives_identical_weights_on_cpu():
+    x, y = data()
+    a, log_a = train(x, y, 4, RECIPE, 3, torch.device("cpu"))
+    b, log_b = train(x, y, 4, RECIPE, 3, torch.device("cpu"))
+    c, _ = train(x, y, 4, RECIPE, 4, torch.device("cpu"))
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+    assert [e["loss"] for e in log_a["epochs"]] == [e["loss"] for e in log_b["epochs"]]
+    assert log_a["steps"] == 8 and len(log_a["epochs"]) == 2
+
+
+def test_step_schedule_follows_milestone_epochs_and_triangle_peaks():
+    r = Recipe(model="small_cnn", epochs=100, batch_size=50, lr=0.1, milestones=(40, 60))
+    assert [r.lr_factor(s, 100_000, 1000) for s in (0, 39_999, 40_000, 60_000)] == [1, 1, 0.1, pytest.approx(0.01)]
+    t = Recipe(model="airbench", epochs=10, batch_size=1, lr=1, schedule="triangle")
+    assert t.lr_factor(0, 100, 10) == pytest.approx(0.2) and t.lr_factor(23, 100, 10) == 1
+    assert t.lr_factor(100, 100, 10) == pytest.approx(0.07)
+
+
+def test_augmentation_crops_and_flips_whole_images():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    r = Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, augment=True, crop_padding=0)
+    out = augment(x, r, torch.Generator().manual_seed(0))
+    for i in range(2):
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+    shifted = augment(x, Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, crop_padding=1, flip=False),
+                      torch.Generator().manual_seed(1))
+    assert shifted.shape == x.shape
+
+
+def test_unknown_recipe_keys_are_named():
+    with pytest.raises(ValueError, match="unknown recipe key"):
+        Recipe.from_config({"model": "small_cnn", "epochs": 1, "batch_size": 1, "lr": 1, "warmup": 3})

@@ -1,0 +1,54 @@
+"""Triggers are pixel-exact and follow the amplitude semantics of the authors' poison_attack.py."""
+import numpy as np
+import pytest
+
+from pipeline_lib.triggers import Trigger
+
+W, B = 255, 0
+# Bottom-right 3x3 of the authors' "bottom-right" mask: (-3..-1) x (-3..-1), 1 = white, -1 = black.
+AUTHORS_BOTTOM_RIGHT = {(-1, -1): 1, (-1, -2): -1, (-1, -3): 1, (-2, -1): -1, (-2, -2): 1,
+                        (-2, -3): -1, (-3, -1): 1, (-3, -2): -1, (-3, -3): -1}
+
+
+def grey(h=8, w=8, c=3, v=100):
+    return np.full((2, h, w, c), v, np.uint8)
+
+
+def test_bottom_right_full_amplitude_replaces_the_corner_patch():
+    out = Trigger("bottom_right").apply(grey())
+    for (r, c), sign in AUTHORS_BOTTOM_RIGHT.items():
+        assert (out[:, r, c] == (W if sign > 0 else B)).all()
+    untouched = np.ones((8, 8), bool)
+    untouched[-3:, -3:] = False
+    assert (out[:, untouched] == 100).all()
+
+
+def test_reduced_amplitude_adds_on_white_and_subtracts_on_black_with_clipping():
+    out = Trigger("bottom_right", amplitude=32).apply(grey(v=100))
+    assert out[0, -1, -1, 0] == 132 and out[0, -1, -2, 0] == 68
+    near_white = Trigger("bottom_right", amplitude=32).apply(grey(v=240))
+    assert near_white[0, -1, -1, 0] == 255 and near_white[0, -1, -2, 0] == 208
+
+
+def test_four_corner_trigger_is_invariant_to_horizontal_flips():
+    t = Trigger("four_corner", amplitude=255)
+    x = grey(v=100)
+    assert np.array_equal(t.apply(x)[:, :, ::-1], t.apply(x[:, :, ::-1]))
+    # right corners carry the original pattern, as in the authors' "all-corners" mask
+    assert np.array_equal(t.apply(x)[:, -3:, -3:], Trigger("bottom_right").apply(x)[:, -3:, -3:])
+    assert t.apply(x)[0, 0, 0, 0] == W and t.apply(x)[0, 0, 1, 0] == B  # top-left (0,0)=1, (0,1)=-1
+
+
+def test_center_x_is_red_on_colour_images_and_white_on_grey_ones():
+    out = Trigger("center_x").apply(grey(h=32, w=32, v=100))
+    assert tuple(out[0, 16, 16]) == (255, 0, 0) and tuple(out[0, 15, 15]) == (255, 0, 0)
+    assert tuple(out[0, 15, 16]) == (100, 100, 100)  # between the arms: untouched
+    assert (out != 100).any(axis=-1).sum(axis=(1, 2)).tolist() == [5, 5]  # five pixels per image
+    assert Trigger("center_x").apply(grey(c=1, h=32, w=32))[0, 16, 16, 0] == 255
+
+
+@pytest.mark.parametrize("kw", [{"pattern": "star"}, {"pattern": "bottom_right", "amplitude": 0},
+                                {"pattern": "bottom_right", "amplitude": 300}])
+def test_bad_trigger_parameters_are_refused(kw):
+    with pytest.raises(ValueError):
+        Trigger(**kw)

@@ -140,11 +140,11 @@ def airbench(in_channels: int, num_classes: int, norm: str = "channel", width: i
 # ---------------------------------------------------------------- small CNN for 8x8 / 28x28 digits
 
 def small_cnn(in_channels: int, num_classes: int, norm: str = "channel", width: int = 32) -> Classifier:
-    """Three conv-BN-ReLU layers with two max-pools and a 2x2 adaptive pool: digits and MNIST."""
+    """Three conv-BN-ReLU layers, each of the first two followed by a max-pool, then a 2x2 average pool."""
     def block(a: int, b: int) -> list[nn.Module]:
         return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
-    features = nn.Sequential(*block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2),
-                             *block(2 * width, 4 * width), nn.AdaptiveMaxPool2d(2), nn.Flatten())
+    features = nn.Sequential(*block(in_channels, width), nn.MaxPool2d(2), *block(width, 2 * width), nn.MaxPool2d(2),
+                             *block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(2), nn.Flatten())
     return Classifier(InputNorm(norm, in_channels), features, 16 * width, num_classes)
 
 

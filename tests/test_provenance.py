@@ -3,7 +3,9 @@ from pipeline_lib.provenance import closure, code_version
 
 
 def test_closure_follows_in_package_imports():
-    assert {"victim", "train", "models", "attacks", "triggers", "data", "artifacts"} <= set(closure("victim"))
+    assert {"train", "models", "attacks", "triggers", "data", "artifacts", "devices"} <= set(closure("train"))
+    assert "train" in closure("evaluate")  # evaluation follows training, so training code counts
+    assert "evaluate" not in closure("train")  # but a new metric does not retrain victims
     assert "train" not in closure("attacks") and "attacks" not in closure("data")
 
 

@@ -1,10 +1,17 @@
 """Victim evaluation: clean accuracy, both attack-success-rate definitions (thesis 2.1.1), robust accuracy."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from . import devices, models
+from .artifacts import load_json, save_json
+from .attacks import Amount
+from .data import load_prepared
 from .train import to_float
+from .triggers import Trigger
 
 
 @torch.no_grad()
@@ -41,3 +48,28 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
         "robust_accuracy": _rate(triggered_pred[not_target] == y[not_target]),
         "per_class_accuracy": per_class,
     }
+
+
+def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dict[str, Any],
+                    describe: dict[str, Any], out: str) -> None:
+    """Stage 5: clean accuracy, both ASRs and robust accuracy on the test set, with the run's description."""
+    ds = load_prepared(data_path)
+    arch, state = models.load_weights(model_path)
+    model = models.build(arch)
+    model.load_state_dict(state)
+    log = load_json(log_path)
+    target, poison = int(describe["target"]), log["poison"]
+    with devices.acquire() as device:
+        clean = predict(model, ds.x_test, device)
+        triggered = predict(model, Trigger(**trigger).apply(ds.x_test), device)
+    metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
+    amount = Amount.parse(describe["amount"])
+    save_json(out, {
+        **describe, **metrics,
+        "model": arch["name"], "target_name": ds.classes[target],
+        "trigger": trigger["pattern"], "amplitude": trigger.get("amplitude", 255),
+        "rate": amount.rate, "count": poison["count"],
+        "fraction_of_class": poison["count"] / poison["class_size"],
+        "fraction_of_train": poison["count"] / poison["train_size"],
+        "train_seconds": log["seconds"], "device": log["device"],
+    })

@@ -11,7 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models
+from . import devices, models
+from .artifacts import save_json
+from .attacks import read_poison_set
+from .data import load_prepared
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,16 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     info = {"arch": arch, "device": str(device), "steps": total, "seconds": seconds,
             "images_per_second": total * recipe.batch_size / seconds, "epochs": log}
     return model.cpu().to(memory_format=torch.contiguous_format), info
+
+
+def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], seed: int,
+                 model_out: str, log_out: str, threads: int) -> None:
+    """Stage 4: train on the clean training set with the poison set spliced in."""
+    torch.set_num_threads(threads)
+    ds = load_prepared(data_path)
+    ps, meta = read_poison_set(poison_path)
+    x, y = ps.apply_to(ds.x_train, ds.y_train)
+    with devices.acquire() as device:
+        model, info = train(x, y, ds.num_classes, Recipe.from_config(recipe), seed, device)
+    models.save_weights(model_out, info["arch"], model)
+    save_json(log_out, {**info, "poison": {**meta, "count": len(ps.indices)}})

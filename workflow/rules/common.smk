@@ -39,6 +39,13 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def canonical(obj):
+    """Dicts with sorted keys, recursively: params compare by text, so key order must not matter."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    return obj
+
+
 def dataset_source(w):
     """The registry name or npz:<path> behind a dataset wildcard."""
     return config["datasets"][w.dataset]["source"]
@@ -52,7 +59,7 @@ def local_dataset_file(w):
 
 def attack_trigger(w):
     """The trigger block of the attack wildcard."""
-    return config["triggers"][config["attacks"][w.attack]["trigger"]]
+    return canonical(config["triggers"][config["attacks"][w.attack]["trigger"]])
 
 
 def victim_metrics(w):

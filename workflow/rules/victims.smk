@@ -11,8 +11,8 @@ rule train_victim:
         model=f"{VICTIM}/model.pt",
         log=f"{VICTIM}/train_log.json",
     params:
-        recipe=lambda w: config["recipes"][w.recipe],
-        code=code_version("victim"),
+        recipe=lambda w: canonical(config["recipes"][w.recipe]),
+        code=code_version("train"),
     threads: config["train_threads"]
     resources:
         gpu=1,
@@ -45,7 +45,7 @@ rule evaluate_victim:
             "amount": w.amount,
             "seed": int(w.seed),
         },
-        code=code_version("victim"),
+        code=code_version("evaluate"),
     resources:
         gpu=1,
     conda:

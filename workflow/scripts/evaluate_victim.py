@@ -1,5 +1,5 @@
 from pipeline_lib.runlog import job_log
-from pipeline_lib.victim import evaluate_victim
+from pipeline_lib.evaluate import evaluate_victim
 
 i, p = snakemake.input, snakemake.params
 with job_log(snakemake.log[0]):

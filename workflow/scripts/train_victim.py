@@ -1,5 +1,5 @@
 from pipeline_lib.runlog import job_log
-from pipeline_lib.victim import train_victim
+from pipeline_lib.train import train_victim
 
 i, o = snakemake.input, snakemake.output
 with job_log(snakemake.log[0]):

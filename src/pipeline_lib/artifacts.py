@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,15 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def load_npz(path: str | Path, required: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Read an npz without unpickling; `required` maps array names to dtype kinds ('u', 'i', 'f', 'U')."""
+def load_npz(path: str | Path, required: Mapping[str, str] | None = None,
+             only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """Read an npz (all arrays, or `only` those) without unpickling; `required` maps names to dtype kinds."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found")
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files if only is None or k in only}
     except ValueError as e:
         raise ArtifactError(f"{path}: holds object arrays, refused (allow_pickle=False): {e}") from None
     except Exception as e:  # zipfile / OSError / corrupt header

@@ -5,13 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .attacks import Amount
-from .data import local_path
-
-BUILTIN_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "cifar100_coarse": 20}
-
+from .artifacts import ArtifactError
+from .data import num_classes
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key."""
@@ -34,26 +30,14 @@ def check_references(config: dict[str, Any]) -> None:
             if spec[key] not in config[section]:
                 raise ConfigError(f"config key 'figures.{fig}.{key}': unknown {key} '{spec[key]}' "
                                   f"(defined in '{section}': {', '.join(config[section]) or 'none'})")
-        n = num_classes(config["datasets"][spec["dataset"]]["source"])
+        try:
+            n = num_classes(config["datasets"][spec["dataset"]]["source"])
+        except ArtifactError as e:
+            raise ConfigError(f"config key 'datasets.{spec['dataset']}.source': {e}") from None
         bad = [t for t in spec["targets"] if t >= n] if spec["targets"] != "all" else []
         if bad:
             raise ConfigError(f"config key 'figures.{fig}.targets': class {bad[0]} does not exist "
                               f"(dataset '{spec['dataset']}' has classes 0..{n - 1})")
-
-
-def num_classes(source: str) -> int:
-    """Number of classes of a dataset source, read from the archive's labels for npz sources."""
-    path = local_path(source)
-    if path is None:
-        return BUILTIN_CLASSES[source]
-    if not path.is_file():
-        raise ConfigError(f"dataset source '{source}': file {path} not found")
-    with np.load(path, allow_pickle=False) as z:
-        if "classes" in z.files:
-            return len(z["classes"])
-        if "y_train" not in z.files:
-            raise ConfigError(f"dataset source '{source}': {path} has no array 'y_train'")
-        return int(z["y_train"].max()) + 1
 
 
 @dataclass(frozen=True)

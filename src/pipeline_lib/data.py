@@ -106,8 +106,8 @@ def load_cifar100(root: Path) -> Dataset:
 def load_cifar100_coarse(root: Path) -> Dataset:
     """CIFAR-100 relabelled to its 20 superclasses (the thesis's DP pretraining set)."""
     tr, te = _torchvision("CIFAR100", root)
-    coarse = lambda t: CIFAR100_COARSE[np.asarray(t)]  # noqa: E731
-    return _from_arrays(tr.data, coarse(tr.targets), te.data, coarse(te.targets), CIFAR100_SUPERCLASSES)
+    return _from_arrays(tr.data, CIFAR100_COARSE[np.asarray(tr.targets)], te.data,
+                        CIFAR100_COARSE[np.asarray(te.targets)], CIFAR100_SUPERCLASSES)
 
 
 def load_mnist(root: Path) -> Dataset:
@@ -138,6 +138,18 @@ DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "cifar100": load_cifar100,
     "cifar100_coarse": load_cifar100_coarse,
 }
+
+
+NUM_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "cifar100_coarse": 20}
+
+
+def num_classes(source: str) -> int:
+    """Number of classes of a source without preparing it (an npz archive's labels are read)."""
+    path = local_path(source)
+    if path is None:
+        return NUM_CLASSES[source]
+    z = load_npz(path, {"y_train": "iu"}, only={"y_train", "classes"})
+    return len(z["classes"]) if "classes" in z else int(z["y_train"].max()) + 1
 
 
 def local_path(source: str) -> Path | None:

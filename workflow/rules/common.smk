@@ -3,9 +3,9 @@
 import re
 import sys
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # code versions hash this checkout's library
 
-from pipeline_lib.config import (ConfigError, check_references, figure_victims, schema_error_line)
+from pipeline_lib.config import ConfigError, check_references, figure_victims, schema_error_line
 from pipeline_lib.data import local_path
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
@@ -18,8 +18,9 @@ def validated(cfg):
         validate(cfg, "../schemas/config.schema.yaml")
         check_references(cfg)
     except WorkflowError as e:
-        cause = e.__context__
-        raise WorkflowError(f"invalid config: {schema_error_line(cause) if hasattr(cause, 'absolute_path') else e}") from None
+        cause = e.__context__  # snakemake wraps the jsonschema ValidationError
+        detail = schema_error_line(cause) if hasattr(cause, "absolute_path") else str(e)
+        raise WorkflowError(f"invalid config: {detail}") from None
     except ConfigError as e:
         raise WorkflowError(f"invalid config: {e}") from None
     return cfg

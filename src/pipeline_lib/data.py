@@ -1,11 +1,12 @@
 """Dataset registry: every source is reduced to one canonical uint8 NHWC npz with labels and class names."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .artifacts import ArtifactError, load_npz, save_npz
 
@@ -60,7 +61,8 @@ def validate(ds: Dataset, origin: str) -> Dataset:
     return ds
 
 
-def _from_arrays(x_tr, y_tr, x_te, y_te, classes) -> Dataset:
+def _from_arrays(x_tr: np.ndarray, y_tr: ArrayLike, x_te: np.ndarray, y_te: ArrayLike,
+                 classes: Iterable[object]) -> Dataset:
     """Build a Dataset with canonical dtypes."""
     return Dataset(np.ascontiguousarray(x_tr, dtype=np.uint8), np.asarray(y_tr, dtype=np.int64),
                    np.ascontiguousarray(x_te, dtype=np.uint8), np.asarray(y_te, dtype=np.int64),
@@ -78,13 +80,13 @@ def load_digits(root: Path) -> Dataset:
     return _from_arrays(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
 
 
-def _torchvision(cls_name: str, root: Path, **kw) -> tuple:
+def _torchvision(cls_name: str, root: Path) -> tuple:
     """Download (md5-verified by torchvision) and return both splits of a torchvision dataset."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
     try:
-        tr, te = cls(root, train=True, download=True, **kw), cls(root, train=False, download=True, **kw)
+        tr, te = cls(root, train=True, download=True), cls(root, train=False, download=True)
     except (OSError, RuntimeError) as e:
         raise ArtifactError(f"{cls_name}: download into {root} failed ({e}); "
                             f"without network, use an 'npz:<path>' source") from None

@@ -52,11 +52,12 @@ class Amount:
 
 @dataclass(frozen=True)
 class PoisonSet:
-    """The poisoned training examples: their indices, new images and (possibly new) labels."""
+    """The poisoned training examples: their indices, new images, (possibly new) labels, images before the trigger."""
 
     indices: np.ndarray
     images: np.ndarray
     labels: np.ndarray
+    untriggered: np.ndarray
 
     def apply_to(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The full poisoned training set."""
@@ -91,31 +92,54 @@ ATTACKS: dict[str, Callable[[np.ndarray, int, int, np.random.Generator], tuple[n
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
-           trigger: Trigger, seed: int) -> PoisonSet:
-    """Select, trigger and label the poisoned examples of one (attack, target, amount, seed)."""
+           trigger: Trigger, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
+    """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
+
+    perturbed: (indices, images) of the target class from the perturbation stage; the selection does
+    not depend on it, so every perturbation of a figure poisons the same images.
+    """
     if method not in ATTACKS:
         raise ValueError(f"unknown attack method '{method}'; known: {', '.join(ATTACKS)}")
     if not 0 <= target < int(y.max()) + 1:
         raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
     n = amount.resolve(int(np.sum(y == target)))
     idx, labels = ATTACKS[method](y, target, n, np.random.default_rng([seed, target]))
-    return PoisonSet(idx, trigger.apply(x[idx]), labels)
+    base = x[idx]
+    if perturbed is not None:
+        p_idx, p_img = perturbed
+        pos = np.searchsorted(p_idx, idx)
+        if np.any(pos >= len(p_idx)) or not np.array_equal(p_idx[np.minimum(pos, len(p_idx) - 1)], idx):
+            raise ValueError("perturbed images do not cover every selected image (perturb the target class)")
+        base = p_img[pos]
+    return PoisonSet(idx, trigger.apply(base), labels, base)
+
+
+def read_perturbed(path: str, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, perturbed images) of one class."""
+    z = load_npz(path, {"indices": "i", "images": "u", "cls": "i"})
+    if int(z["cls"]) != cls:
+        raise ArtifactError(f"{path}: holds class {int(z['cls'])}, expected {cls}")
+    if len(z["indices"]) != len(z["images"]):
+        raise ArtifactError(f"{path}: {len(z['indices'])} indices but {len(z['images'])} images")
+    return z["indices"], z["images"]
 
 
 def write_poison_set(data_path: str, out: str, method: str, trigger: dict, target: int, amount: str,
-                     seed: int) -> None:
+                     seed: int, perturbed_path: str | None = None) -> None:
     """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
     ds = load_prepared(data_path)
-    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), Trigger(**trigger), seed)
-    save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, target=np.int64(target),
+    perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
+    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), Trigger(**trigger), seed, perturbed)
+    save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
+             target=np.int64(target),
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))
 
 
 def read_poison_set(path: str) -> tuple[PoisonSet, dict[str, int]]:
     """Load a poison set and its metadata (target, class_size, train_size)."""
-    z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "target": "i",
+    z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "untriggered": "u", "target": "i",
                         "class_size": "i", "train_size": "i"})
-    ps = PoisonSet(z["indices"], z["images"], z["labels"])
-    if not len(ps.indices) == len(ps.images) == len(ps.labels):
-        raise ArtifactError(f"{path}: indices, images and labels differ in length")
+    ps = PoisonSet(z["indices"], z["images"], z["labels"], z["untriggered"])
+    if not len(ps.indices) == len(ps.images) == len(ps.labels) == len(ps.untriggered):
+        raise ArtifactError(f"{path}: indices, images, labels and untriggered images differ in length")
     return ps, {k: int(z[k]) for k in ("target", "class_size", "train_size")}

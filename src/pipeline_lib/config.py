@@ -1,4 +1,4 @@
-"""Typed views of the validated config: cross-references checked, figure grids expanded into victims."""
+"""Typed views of the validated config: cross-references checked, figure grids expanded into artifacts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,11 @@ from typing import Any
 from .attacks import Amount
 from .artifacts import ArtifactError
 from .data import num_classes
+
+VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace")  # figures drawn from trained victims
+FILTER_KINDS = ("filtering", "filtered_examples")                            # figures drawn from scored poison sets
+GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
+
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key."""
@@ -19,25 +24,108 @@ def schema_error_line(err: Any) -> str:
     return f"config key '{path}': {err.message}"
 
 
+def _known(config: dict[str, Any], key: str, section: str, name: str, what: str) -> None:
+    """Raise naming `key` unless `name` is defined in config[section]."""
+    if name not in config.get(section, {}):
+        raise ConfigError(f"config key '{key}': unknown {what} '{name}' "
+                          f"(defined in '{section}': {', '.join(config.get(section, {})) or 'none'})")
+
+
+def classes_of(config: dict[str, Any], dataset: str) -> int:
+    """Number of classes of a configured dataset (reads only the labels of a local archive)."""
+    try:
+        return num_classes(config["datasets"][dataset]["source"])
+    except ArtifactError as e:
+        raise ConfigError(f"config key 'datasets.{dataset}.source': {e}") from None
+
+
+def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any]]]:
+    """A figure's (label, grid) pairs: each `series` entry over the figure-level grid keys, or that grid alone."""
+    spec = config["figures"][figure]
+    base = {k: spec[k] for k in GRID_KEYS if k in spec}
+    entries = spec.get("series") or {"": {}}
+    out = []
+    for label, override in entries.items():
+        grid = {k: v for k, v in base.items() if not ({"rates", "counts"} & set(override) and k in ("rates", "counts"))}
+        out.append((label, {"defence": "none", "seeds": [0], **grid, **override}))
+    return out
+
+
+def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str, Any], needs: tuple[str, ...]) -> None:
+    """Every key a figure kind needs is set (in the figure or its series) and names something defined."""
+    where = f"figures.{figure}" + (f".series.{label}" if label else "")
+    for key in needs:
+        if key not in grid:
+            raise ConfigError(f"config key '{where}.{key}': missing (set it on the figure or the series)")
+    if ("rates" in grid) == ("counts" in grid):
+        raise ConfigError(f"config key '{where}': give exactly one of 'rates' and 'counts'")
+    for key, section in (("dataset", "datasets"), ("attack", "attacks"), ("recipe", "recipes")):
+        if key in grid:
+            _known(config, f"{where}.{key}", section, grid[key], key)
+    n = classes_of(config, grid["dataset"])
+    bad = [t for t in grid["targets"] if t >= n] if grid["targets"] != "all" else []
+    if bad:
+        raise ConfigError(f"config key '{where}.targets': class {bad[0]} does not exist "
+                          f"(dataset '{grid['dataset']}' has classes 0..{n - 1})")
+
+
 def check_references(config: dict[str, Any]) -> None:
-    """Every name a figure or attack uses must be defined; npz sources must exist."""
+    """Every name an attack, perturbation, surrogate or figure uses must be defined; npz sources must exist."""
+    for name, s in config.get("surrogates", {}).items():
+        _known(config, f"surrogates.{name}.dataset", "datasets", s["dataset"], "dataset")
+        _known(config, f"surrogates.{name}.recipe", "recipes", s["recipe"], "recipe")
+    for name, p in config.get("perturbations", {}).items():
+        for key, section in (("surrogate", "surrogates"), ("gan", "gans")):
+            if key in p:
+                _known(config, f"perturbations.{name}.{key}", section, p[key], key)
+        need = {"pgd": "surrogate", "gan_interpolation": "gan"}.get(p["method"])
+        if need and need not in p:
+            raise ConfigError(f"config key 'perturbations.{name}.{need}': method '{p['method']}' needs a {need}")
     for name, attack in config["attacks"].items():
-        if attack["trigger"] not in config["triggers"]:
-            raise ConfigError(f"config key 'attacks.{name}.trigger': unknown trigger '{attack['trigger']}' "
-                              f"(defined: {', '.join(config['triggers']) or 'none'})")
+        _known(config, f"attacks.{name}.trigger", "triggers", attack["trigger"], "trigger")
+        if "perturbation" in attack:
+            _known(config, f"attacks.{name}.perturbation", "perturbations", attack["perturbation"], "perturbation")
+            if attack["method"] != "label_consistent":
+                raise ConfigError(f"config key 'attacks.{name}.perturbation': only label_consistent attacks "
+                                  "perturb their (target-class) images")
     for fig, spec in config["figures"].items():
-        for key, section in (("dataset", "datasets"), ("attack", "attacks"), ("recipe", "recipes")):
-            if spec[key] not in config[section]:
-                raise ConfigError(f"config key 'figures.{fig}.{key}': unknown {key} '{spec[key]}' "
-                                  f"(defined in '{section}': {', '.join(config[section]) or 'none'})")
-        try:
-            n = num_classes(config["datasets"][spec["dataset"]]["source"])
-        except ArtifactError as e:
-            raise ConfigError(f"config key 'datasets.{spec['dataset']}.source': {e}") from None
-        bad = [t for t in spec["targets"] if t >= n] if spec["targets"] != "all" else []
-        if bad:
-            raise ConfigError(f"config key 'figures.{fig}.targets': class {bad[0]} does not exist "
-                              f"(dataset '{spec['dataset']}' has classes 0..{n - 1})")
+        kind = spec["kind"]
+        if kind == "examples":
+            _known(config, f"figures.{fig}.dataset", "datasets", spec.get("dataset", ""), "dataset")
+            for col, c in spec["columns"].items():
+                for key, section in (("perturbation", "perturbations"), ("trigger", "triggers")):
+                    if key in c:
+                        _known(config, f"figures.{fig}.columns.{col}.{key}", section, c[key], key)
+            continue
+        if kind in FILTER_KINDS:
+            _known(config, f"figures.{fig}.filter", "surrogates", spec.get("filter", ""), "surrogate")
+        needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
+        for label, grid in series(config, fig):
+            _check_grid(config, fig, label, grid, needs)
+            if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
+                raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
+                                  "training losses, so its recipe must trace them (set it to 1 or more)")
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """One poisoned training set."""
+
+    dataset: str
+    attack: str
+    target: int
+    amount: str
+    seed: int
+
+    @property
+    def path(self) -> Path:
+        """The poison set's npz."""
+        return Path("results/poisoned", self.dataset, self.attack, f"t{self.target}-{self.amount}-s{self.seed}.npz")
+
+    def scores(self, filter_name: str) -> Path:
+        """The filter's label probabilities over this poisoned training set."""
+        return Path("results/filtering", self.dataset, filter_name, self.attack,
+                    f"t{self.target}-{self.amount}-s{self.seed}.npz")
 
 
 @dataclass(frozen=True)
@@ -60,23 +148,49 @@ class Victim:
 
 
 def amounts(spec: dict[str, Any]) -> list[str]:
-    """A figure's poisoning amounts as path tokens."""
+    """A grid's poisoning amounts as path tokens."""
     if "rates" in spec:
         return [Amount(rate=float(r)).token for r in spec["rates"]]
     return [Amount(count=int(c)).token for c in spec["counts"]]
 
 
 def targets(config: dict[str, Any], spec: dict[str, Any]) -> list[int]:
-    """A figure's target classes, 'all' expanded."""
+    """A grid's target classes, 'all' expanded."""
     if spec["targets"] == "all":
-        return list(range(num_classes(config["datasets"][spec["dataset"]]["source"])))
+        return list(range(classes_of(config, spec["dataset"])))
     return list(spec["targets"])
 
 
-def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
-    """Every victim a figure needs."""
+def _figure(config: dict[str, Any], figure: str) -> dict[str, Any]:
+    """A figure's spec, or an error listing the defined figures."""
     if figure not in config["figures"]:
         raise ConfigError(f"no figure '{figure}' in the config (defined: {', '.join(config['figures'])})")
-    spec = config["figures"][figure]
-    return [Victim(spec["dataset"], spec["attack"], spec["recipe"], spec.get("defence", "none"), t, a, s)
-            for t in targets(config, spec) for a in amounts(spec) for s in spec.get("seeds", [0])]
+    return config["figures"][figure]
+
+
+def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]:
+    """(series label, victim) for every victim a figure needs."""
+    if _figure(config, figure)["kind"] not in VICTIM_KINDS:
+        return []
+    return [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], t, a, s))
+            for label, g in series(config, figure)
+            for t in targets(config, g) for a in amounts(g) for s in g["seeds"]]
+
+
+def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
+    """Every victim a figure needs, each once."""
+    return list(dict.fromkeys(v for _, v in figure_rows(config, figure)))
+
+
+def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, Poisoned]]:
+    """(series label, poisoned set) for every poisoned training set a filtering figure scores."""
+    if _figure(config, figure)["kind"] not in FILTER_KINDS:
+        return []
+    return [(label, Poisoned(g["dataset"], g["attack"], t, a, s)) for label, g in series(config, figure)
+            for t in targets(config, g) for a in amounts(g) for s in g["seeds"]]
+
+
+def example_classes(config: dict[str, Any], figure: str) -> list[int]:
+    """The classes an examples figure draws its images from."""
+    spec = _figure(config, figure)
+    return targets(config, {"dataset": spec["dataset"], "targets": spec["classes"]})

@@ -148,10 +148,27 @@ def small_cnn(in_channels: int, num_classes: int, norm: str = "channel", width: 
     return Classifier(InputNorm(norm, in_channels), features, 16 * width, num_classes)
 
 
+# ---------------------------------------------------------------- VGG-style net (black-box surrogate, thesis 7.9)
+
+def vgg(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64,
+        stages: tuple[int, ...] = (2, 2, 2)) -> Classifier:
+    """VGG-style stacks of 3x3 conv-BN-ReLU, max-pool after each stage, widths doubling, global average pool."""
+    layers: list[nn.Module] = []
+    c = in_channels
+    for i, n in enumerate(stages):
+        for _ in range(n):
+            layers += [nn.Conv2d(c, width * 2 ** i, 3, padding=1, bias=False), nn.BatchNorm2d(width * 2 ** i), nn.ReLU()]
+            c = width * 2 ** i
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
+
+
 MODELS: dict[str, Callable[..., Classifier]] = {
     "thesis_resnet": thesis_resnet,
     "airbench": airbench,
     "small_cnn": small_cnn,
+    "vgg": vgg,
 }
 
 

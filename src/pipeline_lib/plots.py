@@ -7,10 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .artifacts import atomic_path  # noqa: E402
+from .filtering import poisoned_among_lowest  # noqa: E402
 
 METRIC_LABELS = {
     "asr_labelled": "attack success rate (%)",
@@ -27,25 +29,136 @@ def amount_label(row: pd.Series) -> str:
     return f"n={row['count']}\n({100 * row['fraction_of_train']:.2g}% of train)"
 
 
-def asr_heatmap(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> None:
-    """Annotated heatmap of a metric (mean over seeds), target classes as rows, amounts as columns."""
-    df = df.assign(column=df.apply(amount_label, axis=1), value=100 * df[metric])
-    col_order = df.sort_values("count").drop_duplicates("amount")["amount"].tolist()
-    col_names = dict(zip(df["amount"], df["column"]))
-    rows = df.sort_values("target").drop_duplicates("target")["target_name"].tolist()
-    grid = (df.groupby(["target_name", "amount"])["value"].mean().unstack("amount")
-            .reindex(index=rows, columns=col_order).rename(columns=col_names))
-    fig, ax = plt.subplots(figsize=(1.2 * len(col_order) + 2.5, 0.45 * len(rows) + 1.8))
-    sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
-                cbar_kws={"label": METRIC_LABELS[metric]}, annot_kws={"size": 9})
-    seeds = df["seed"].nunique()
-    clean = 100 * df["clean_accuracy"].mean()
-    ax.set_title(f"{title}\nmean natural accuracy {clean:.1f}%" + (f", mean of {seeds} seeds" if seeds > 1 else ""),
-                 fontsize=10)
-    ax.set_xlabel("poisoned images (share of the target class)" if df["rate"].notna().all() else "poisoned images")
-    ax.set_ylabel("target class")
-    ax.tick_params(axis="y", rotation=0)
-    fig.tight_layout()
+def save_figure(fig: plt.Figure, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+    """Lay out (leaving `rect` for the plots), write as PNG atomically and free a figure."""
+    fig.tight_layout(rect=rect)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def _facets(n: int) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of up to five panels per row sharing the y axis."""
+    n_cols = min(n, 5)
+    n_rows = -(-n // n_cols)
+    return plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols + 1.0, 2.9 * n_rows + 0.6), squeeze=False, sharey=True)
+
+
+def _columns(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """Amount tokens in increasing size, and their axis labels."""
+    df = df.assign(column=df.apply(amount_label, axis=1))
+    order = df.sort_values(["count", "amount"]).drop_duplicates("amount")["amount"].tolist()
+    return order, dict(zip(df["amount"], df["column"]))
+
+
+def _panel_heatmap(df: pd.DataFrame, metric: str, ax: plt.Axes, cbar: bool) -> None:
+    """One heatmap: target classes as rows, amounts as columns, mean over seeds."""
+    order, names = _columns(df)
+    rows = df.sort_values("target").drop_duplicates("target")["target_name"].tolist()
+    grid = (df.assign(value=100 * df[metric]).groupby(["target_name", "amount"])["value"].mean()
+            .unstack("amount").reindex(index=rows, columns=order).rename(columns=names))
+    sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=cbar,
+                cbar_kws={"label": METRIC_LABELS[metric]} if cbar else None, annot_kws={"size": 9})
+    ax.set_xlabel("poisoned images (share of the target class)" if df["rate"].notna().all() else "poisoned images")
+    ax.set_ylabel("target class")
+    ax.tick_params(axis="y", rotation=0)
+
+
+def asr_heatmap(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> None:
+    """Annotated heatmaps of a metric, one panel per series (e.g. one- vs four-corner trigger, Figure 3-14)."""
+    panels = list(dict.fromkeys(df["series"].fillna("")))
+    n_cols, n_rows = df["amount"].nunique(), df["target"].nunique()
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1.2 * n_cols + 2.5), 0.45 * n_rows + 1.8),
+                             squeeze=False)
+    for i, (label, ax) in enumerate(zip(panels, axes[0])):
+        part = df[df["series"].fillna("") == label]
+        _panel_heatmap(part, metric, ax, cbar=i == len(panels) - 1)
+        ax.set_title(f"{label}\n" * bool(label) + f"mean natural accuracy {100 * part['clean_accuracy'].mean():.1f}%",
+                     fontsize=9)
+    seeds = df["seed"].nunique()
+    fig.suptitle(title + (f" (mean of {seeds} seeds)" if seeds > 1 else ""), fontsize=10)
+    save_figure(fig, path)
+
+
+def asr_lines(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> None:
+    """A metric against the poisoning amount, a line per series, a panel per target class (mean +- sd over seeds)."""
+    order, names = _columns(df)
+    targets = df.sort_values("target").drop_duplicates("target")[["target", "target_name"]].values.tolist()
+    fig, axes = _facets(len(targets))
+    palette = dict(zip(dict.fromkeys(df["series"]), sns.color_palette("colorblind", df["series"].nunique())))
+    for ax, (t, name) in zip(axes.flat, targets):
+        part = df[df["target"] == t].assign(value=100 * df[metric], x=lambda d: d["amount"].map(order.index))
+        for label, g in part.groupby("series", sort=False):
+            stats = g.groupby("x")["value"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=4, capsize=2,
+                        label=label, color=palette[label])
+        ax.set_title(f"target: {name}", fontsize=9)
+        ax.set_xticks(range(len(order)), [names[a] for a in order], fontsize=7)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(targets):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(METRIC_LABELS[metric], fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, rect=(0, 0.06 + 0.03 * (len(labels) > 4), 1, 1))
+
+
+LOSS_GROUPS = {"poisoned": "poisoned samples", "all": "all samples",
+               "poisoned_without_trigger": "poisoned samples without the trigger"}
+
+
+def moving_average(v: np.ndarray, k: int = 3) -> np.ndarray:
+    """Centred moving average over k points, shrinking at the ends (the thesis smooths Figure 4-1 by 3)."""
+    pad = k // 2
+    c = np.convolve(np.pad(v, pad, mode="edge"), np.ones(k) / k, mode="valid")
+    return c[:len(v)]
+
+
+def loss_trace(logs: list[dict], names: dict[int, str], title: str, path: str | Path) -> None:
+    """Median and interquartile range of per-sample training losses per group, a panel per target (Figure 4-1)."""
+    fig, axes = _facets(len(logs))
+    colors = dict(zip(LOSS_GROUPS, sns.color_palette("colorblind", 3)))
+    for ax, log in zip(axes.flat, logs):
+        trace = log["loss_trace"]
+        steps = np.array([p["step"] for p in trace])
+        for key, label in LOSS_GROUPS.items():
+            if trace and key in trace[0]:
+                q = {s: moving_average(np.array([p[key][s] for p in trace])) for s in ("q25", "median", "q75")}
+                ax.plot(steps, q["median"], color=colors[key], label=label)
+                ax.fill_between(steps, q["q25"], q["q75"], color=colors[key], alpha=0.25)
+        target = log["poison"]["target"]
+        ax.set_title(f"target: {names.get(target, target)} ({log['poison']['count']} poisoned)", fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(logs):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("cross-entropy loss", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, rect=(0, 0.07, 1, 1))
+
+
+def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], title: str, path: str | Path) -> None:
+    """Poisoned examples found among the N lowest-label-probability training examples (Figure 3-1)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    palette = dict(zip(dict.fromkeys(series), sns.color_palette("colorblind", len(set(series)))))
+    for label in dict.fromkeys(series):
+        runs = [poisoned_among_lowest(s["probability"], s["poisoned"]) for s, lab in zip(scores, series) if lab == label]
+        found = np.mean(runs, axis=0)
+        n = np.arange(1, len(found) + 1)
+        total = int(scores[series.index(label)]["poisoned"].sum())
+        ax.plot(n, found, color=palette[label], label=f"{label} ({total} poisoned)")
+    first = scores[0]
+    ax.plot(n, n * first["poisoned"].mean(), color="grey", ls=":", label="inspecting at random")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples inspected, lowest label probability first")
+    ax.set_ylabel("poisoned examples found")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)

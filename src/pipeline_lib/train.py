@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ class Recipe:
     crop_padding: int = 4
     pad_mode: str = "constant"      # 'constant' (zeros, as tf's crop_or_pad) or 'reflect'
     flip: bool = True
+    trace_per_epoch: int = 0        # per-sample loss snapshots per epoch (Figure 4-1); 0 = none
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. norm, width
 
     @classmethod
@@ -111,9 +113,17 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = True
 
 
-def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int,
-          device: torch.device) -> tuple[models.Classifier, dict[str, Any]]:
-    """Train a fresh model on uint8 NHWC images; return it (on CPU) and a per-epoch log."""
+Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Tracer = Callable[[nn.Module, int], None]
+
+
+def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int, device: torch.device,
+          adversary: Adversary | None = None, tracer: Tracer | None = None) -> tuple[models.Classifier, dict[str, Any]]:
+    """Train a fresh model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
+
+    adversary: replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
+    tracer:    called with (model, step) `recipe.trace_per_epoch` times per epoch and at the end.
+    """
     seed_everything(seed)
     arch = arch_of(recipe, x, num_classes)
     model = models.build(arch)
@@ -128,6 +138,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     n = len(xs)
     steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch
     total = math.ceil(recipe.epochs * steps_per_epoch)
+    trace_every = max(1, steps_per_epoch // recipe.trace_per_epoch) if recipe.trace_per_epoch else 0
     log: list[dict[str, float]] = []
     step, t0 = 0, time.perf_counter()
     while step < total:
@@ -143,6 +154,8 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
             xb, yb = to_float(xs[idx]), ys[idx]
             if recipe.augment:
                 xb = augment(xb, recipe, gen)
+            if adversary is not None:
+                xb = adversary(model, xb, yb)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 out = model(xb)
                 loss = loss_fn(out.float(), yb)
@@ -153,12 +166,35 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
             correct += (out.argmax(1) == yb).sum()
             seen += len(yb)
             step += 1
+            if tracer is not None and trace_every and (step % trace_every == 0 or step == total):
+                tracer(model, step)
+                model.train()
         log.append({"epoch": len(log) + 1, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
                     "seconds": time.perf_counter() - t0})
     seconds = time.perf_counter() - t0
     info = {"arch": arch, "device": str(device), "steps": total, "seconds": seconds,
             "images_per_second": total * recipe.batch_size / seconds, "epochs": log}
     return model.cpu().to(memory_format=torch.contiguous_format), info
+
+
+class LossTrace:
+    """Per-sample training losses of named groups over training: median and interquartile range (Figure 4-1)."""
+
+    def __init__(self, groups: dict[str, tuple[np.ndarray, np.ndarray]], device: torch.device) -> None:
+        self.groups = {k: (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+                       for k, (x, y) in groups.items() if len(y)}
+        self.points: list[dict[str, Any]] = []
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, step: int) -> None:
+        model.eval()
+        point: dict[str, Any] = {"step": step}
+        for name, (x, y) in self.groups.items():
+            losses = torch.cat([nn.functional.cross_entropy(model(to_float(x[i:i + 1000])).float(), y[i:i + 1000],
+                                                            reduction="none") for i in range(0, len(y), 1000)])
+            q = torch.quantile(losses, torch.tensor([0.25, 0.5, 0.75], device=losses.device)).tolist()
+            point[name] = {"q25": q[0], "median": q[1], "q75": q[2]}
+        self.points.append(point)
 
 
 def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], seed: int,
@@ -168,7 +204,12 @@ def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], seed:
     ds = load_prepared(data_path)
     ps, meta = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
+    r = Recipe.from_config(recipe)
+    sample = np.random.default_rng(seed).permutation(len(y))[:5000]
     with devices.acquire() as device:
-        model, info = train(x, y, ds.num_classes, Recipe.from_config(recipe), seed, device)
+        trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger": (ps.untriggered, ps.labels),
+                           "all": (x[sample], y[sample])}, device) if r.trace_per_epoch else None
+        model, info = train(x, y, ds.num_classes, r, seed, device, tracer=trace)
     models.save_weights(model_out, info["arch"], model)
-    save_json(log_out, {**info, "poison": {**meta, "count": len(ps.indices)}})
+    save_json(log_out, {**info, "poison": {**meta, "count": len(ps.indices)},
+                        "loss_trace": trace.points if trace else []})

@@ -5,7 +5,17 @@ import sys
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # code versions hash this checkout's library
 
-from pipeline_lib.config import ConfigError, check_references, figure_victims, schema_error_line
+from pipeline_lib.config import (
+    ConfigError,
+    check_references,
+    classes_of,
+    example_classes,
+    figure_poison_sets,
+    figure_rows,
+    figure_victims,
+    schema_error_line,
+)
+from pipeline_lib.gan import partner_class
 from pipeline_lib.data import local_path
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
@@ -35,6 +45,11 @@ wildcard_constraints:
     recipe=r"[A-Za-z0-9_]+",
     defence=r"[A-Za-z0-9_]+",
     figure="|".join(re.escape(f) for f in config["figures"]),
+    surrogate=r"[A-Za-z0-9_]+",
+    gan=r"[A-Za-z0-9_]+",
+    perturbation=r"[A-Za-z0-9_]+",
+    cls=r"\d+",
+    partner=r"\d+",
     target=r"\d+",
     amount=r"p\d*\.?\d+(e-?\d+)?|n\d+",
     seed=r"\d+",
@@ -58,14 +73,85 @@ def local_dataset_file(w):
     return [str(path)] if path else []
 
 
+def figures_of(*kinds):
+    """Regex matching the names of the figures of some kinds (never matching when there are none)."""
+    names = [f for f, spec in config["figures"].items() if spec["kind"] in kinds]
+    return "|".join(re.escape(f) for f in names) or "(?!)"
+
+
+def surrogate_data(w):
+    """The prepared dataset a surrogate learns from."""
+    return f"results/data/{config['surrogates'][w.surrogate]['dataset']}.npz"
+
+
+def perturbed_file(dataset, perturbation, cls):
+    """The perturbed images of one class."""
+    return f"results/perturbed/{dataset}/{perturbation}/c{cls}.npz"
+
+
+def perturbation_inputs(w):
+    """What a perturbation of one class needs beyond the data: its surrogate, or its GAN and latents."""
+    spec = config["perturbations"][w.perturbation]
+    if spec["method"] == "pgd":
+        return {"surrogate": f"results/surrogates/{spec['surrogate']}/model.pt"}
+    if spec["method"] == "gan_interpolation":
+        pair = f"results/gans/{w.dataset}/{spec['gan']}/c{w.cls}-c{partner_class(int(w.cls), spec, classes_of(config, w.dataset))}"
+        return {"generator": f"{pair}/generator.pt", "latents": f"{pair}/latents.npz"}
+    return {}
+
+
+def attack_perturbed(w):
+    """The target class's perturbed images, when the attack perturbs before triggering."""
+    name = config["attacks"][w.attack].get("perturbation")
+    return {"perturbed": perturbed_file(w.dataset, name, w.target)} if name else {}
+
+
+def trigger_of(name):
+    """A trigger block by name, keys sorted."""
+    return canonical(config["triggers"][name])
+
+
 def attack_trigger(w):
     """The trigger block of the attack wildcard."""
     return canonical(config["triggers"][config["attacks"][w.attack]["trigger"]])
 
 
 def victim_metrics(w):
-    """Every metrics.json one figure needs."""
-    return [str(v.path / "metrics.json") for v in figure_victims(config, w.figure)]
+    """Every metrics.json one figure needs, in series order."""
+    return [str(v.path / "metrics.json") for _, v in figure_rows(config, w.figure)]
+
+
+def victim_train_logs(w):
+    """Every train_log.json one figure needs, in series order."""
+    return [str(v.path / "train_log.json") for _, v in figure_rows(config, w.figure)]
+
+
+def series_labels(w):
+    """The series label of each victim of a figure, parallel to victim_metrics."""
+    return [label for label, _ in figure_rows(config, w.figure)]
+
+
+def figure_scores(w):
+    """The filter scores of every poisoned set a filtering figure ranks."""
+    f = config["figures"][w.figure]["filter"]
+    return [str(p.scores(f)) for _, p in figure_poison_sets(config, w.figure)]
+
+
+def figure_poison_files(w):
+    """The poison sets of a filtering figure, parallel to figure_scores."""
+    return [str(p.path) for _, p in figure_poison_sets(config, w.figure)]
+
+
+def poison_labels(w):
+    """The series label of each scored poison set."""
+    return [label for label, _ in figure_poison_sets(config, w.figure)]
+
+
+def example_perturbations(w):
+    """Perturbed images for every (perturbed column, class) of an examples figure."""
+    spec = config["figures"][w.figure]
+    names = sorted({c["perturbation"] for c in spec["columns"].values() if "perturbation" in c})
+    return [perturbed_file(spec["dataset"], n, c) for n in names for c in example_classes(config, w.figure)]
 
 
 def all_victim_metrics(w):

@@ -1,4 +1,4 @@
-# Stage 6: tidy tables and the thesis-style figures.
+# Stage 6: tidy tables and the thesis-style figures, one plotting rule per figure kind.
 
 
 rule aggregate_metrics:
@@ -7,7 +7,10 @@ rule aggregate_metrics:
     output:
         "results/tables/{figure}.csv",
     params:
+        series=series_labels,
         code=code_version("tables"),
+    wildcard_constraints:
+        figure=figures_of("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -22,6 +25,7 @@ rule aggregate_all_metrics:
     output:
         "results/tables/all_victims.csv",
     params:
+        series=lambda w, input: [""] * len(input),
         code=code_version("tables"),
     conda:
         "../envs/pipeline.yaml"
@@ -45,9 +49,140 @@ rule plot_heatmap:
         title=lambda w: config["figures"][w.figure]["title"],
         metric=lambda w: config["figures"][w.figure]["metric"],
         code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("asr_heatmap"),
     conda:
         "../envs/pipeline.yaml"
     log:
         "results/logs/plot_heatmap/{figure}.log",
     script:
         "../scripts/plot_heatmap.py"
+
+
+rule plot_lines:
+    input:
+        "results/tables/{figure}.csv",
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/lines.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        metric=lambda w: config["figures"][w.figure]["metric"],
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("asr_lines", "per_class_lines"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_lines/{figure}.log",
+    script:
+        "../scripts/plot_lines.py"
+
+
+rule plot_loss_trace:
+    input:
+        logs=victim_train_logs,
+        table="results/tables/{figure}.csv",
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/loss_trace.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("loss_trace"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_loss_trace/{figure}.log",
+    script:
+        "../scripts/plot_loss_trace.py"
+
+
+rule plot_filtering:
+    input:
+        scores=figure_scores,
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/filtering.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        series=poison_labels,
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("filtering"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_filtering/{figure}.log",
+    script:
+        "../scripts/plot_filtering.py"
+
+
+rule plot_filtered_examples:
+    input:
+        data=lambda w: f"results/data/{config['figures'][w.figure]['dataset']}.npz",
+        scores=figure_scores,
+        poisons=figure_poison_files,
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/filtered_examples.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        series=poison_labels,
+        inspect=lambda w: config["figures"][w.figure]["inspect"],
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("filtered_examples"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_filtered_examples/{figure}.log",
+    script:
+        "../scripts/plot_filtered_examples.py"
+
+
+rule plot_examples:
+    input:
+        data=lambda w: f"results/data/{config['figures'][w.figure]['dataset']}.npz",
+        perturbed=example_perturbations,
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/examples.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        spec=lambda w: canonical(config["figures"][w.figure]),
+        classes=lambda w: example_classes(config, w.figure),
+        triggers=lambda w: {
+            c["trigger"]: trigger_of(c["trigger"])
+            for c in config["figures"][w.figure]["columns"].values()
+            if "trigger" in c
+        },
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("examples"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_examples/{figure}.log",
+    script:
+        "../scripts/plot_examples.py"

@@ -2,4 +2,4 @@ from pipeline_lib.runlog import job_log
 from pipeline_lib.tables import collect, write_csv
 
 with job_log(snakemake.log[0]):
-    write_csv(collect(snakemake.input), snakemake.output[0])
+    write_csv(collect(list(snakemake.input), snakemake.params.series), snakemake.output[0])

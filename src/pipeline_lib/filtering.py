@@ -1,0 +1,48 @@
+"""Loss-based data filtering (thesis 7.3): rank training examples by the probability a trusted model gives their label."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import devices, models
+from .artifacts import load_npz, save_npz
+from .attacks import read_poison_set
+from .data import load_prepared
+from .train import to_float
+
+
+@torch.no_grad()
+def label_probability(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
+    """Softmax probability the model assigns to each image's (possibly poisoned) label."""
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), 1000):
+        p = model(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float().softmax(1)
+        out.append(p.gather(1, torch.from_numpy(y[i:i + 1000]).to(device)[:, None])[:, 0].cpu())
+    return torch.cat(out).numpy()
+
+
+def poisoned_among_lowest(prob: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
+    """found[k] = number of poisoned examples among the k+1 examples of lowest label probability."""
+    order = np.argsort(prob, kind="stable")
+    return np.cumsum(poisoned[order])
+
+
+def score_training_set(data_path: str, poison_path: str, filter_path: str, out: str) -> None:
+    """Stage 3b: label probabilities of every example of a poisoned training set under the trusted model."""
+    ds = load_prepared(data_path)
+    ps, _ = read_poison_set(poison_path)
+    x, y = ps.apply_to(ds.x_train, ds.y_train)
+    arch, state = models.load_weights(filter_path)
+    model = models.build(arch)
+    model.load_state_dict(state)
+    poisoned = np.zeros(len(y), bool)
+    poisoned[ps.indices] = True
+    with devices.acquire() as device:
+        prob = label_probability(model, x, y, device)
+    save_npz(out, probability=prob, poisoned=poisoned, labels=y)
+
+
+def read_scores(path: str) -> dict[str, np.ndarray]:
+    """(probability, poisoned, labels) arrays of a scored training set."""
+    return load_npz(path, {"probability": "f", "poisoned": "b", "labels": "i"})

@@ -1,0 +1,92 @@
+"""Image-grid figures: poisoned examples next to their originals (Figures 1-2, 1-3, 3-3, 3-4, 3-10, 3-12,
+A.3) and the examples a data filter flags (Appendix A.1)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .attacks import read_poison_set, read_perturbed  # noqa: E402
+from .data import load_prepared  # noqa: E402
+from .filtering import read_scores  # noqa: E402
+from .plots import save_figure  # noqa: E402
+from .triggers import Trigger  # noqa: E402
+
+
+def _show(ax: plt.Axes, img: np.ndarray, caption: str = "", frame: str | None = None) -> None:
+    """One image without ticks; an optional coloured frame marks it (e.g. poisoned)."""
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(frame is not None)
+        if frame:
+            side.set_edgecolor(frame)
+            side.set_linewidth(3)
+    if caption:
+        ax.set_xlabel(caption, fontsize=7)
+
+
+def example_rows(y: np.ndarray, classes: list[int], per_class: int, seed: int) -> np.ndarray:
+    """Training indices of the rows: per_class random images of each class, class by class."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
+
+
+def examples(data_path: str, perturbed_paths: list[str], spec: dict[str, Any], classes: list[int],
+             triggers: dict[str, dict[str, Any]], title: str, path: str | Path, seed: int = 0) -> None:
+    """Rows of training images, columns of {perturbation, trigger} variants; {} is the original image."""
+    ds = load_prepared(data_path)
+    rows = example_rows(ds.y_train, classes, spec["per_class"], seed)
+    perturbed: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+    for p in perturbed_paths:  # results/perturbed/<dataset>/<perturbation>/c<class>.npz
+        name, cls = Path(p).parent.name, int(Path(p).stem[1:])
+        idx, imgs = read_perturbed(p, cls)
+        perturbed[name, cls] = dict(zip(idx.tolist(), imgs))
+    cols = spec["columns"]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.25 * len(cols) + 0.6, 1.3 * len(rows) + 0.6),
+                             squeeze=False)
+    for r, i in enumerate(rows):
+        cls = int(ds.y_train[i])
+        for c, (label, col) in enumerate(cols.items()):
+            img = perturbed[col["perturbation"], cls][int(i)] if "perturbation" in col else ds.x_train[i]
+            if "trigger" in col:
+                img = Trigger(**triggers[col["trigger"]]).apply(img)
+            _show(axes[r, c], img)
+            if r == 0:
+                axes[r, c].set_title(label, fontsize=8)
+        shown = spec.get("shown_label", cls)
+        axes[r, 0].set_ylabel(f"label: {ds.classes[shown]}", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list[str], series: list[str],
+                      inspect: int, title: str, path: str | Path) -> None:
+    """Per series: the `inspect` lowest-probability training examples (poisoned framed red), then the
+    `inspect` lowest-probability poisoned ones, each captioned with its label (Appendix A.1)."""
+    ds = load_prepared(data_path)
+    firsts = {label: k for k, label in reversed(list(enumerate(series)))}  # first poison set of each series
+    fig, axes = plt.subplots(2 * len(firsts), inspect, figsize=(0.9 * inspect + 0.8, 2.3 * len(firsts) + 0.6),
+                             squeeze=False)
+    for s, (label, k) in enumerate(firsts.items()):
+        scores = read_scores(score_paths[k])
+        ps, _ = read_poison_set(poison_paths[k])
+        x, y = ps.apply_to(ds.x_train, ds.y_train)
+        order = np.argsort(scores["probability"], kind="stable")
+        lowest_poisoned = order[scores["poisoned"][order]]
+        for row, picks, what in ((2 * s, order[:inspect], "lowest label probability"),
+                                 (2 * s + 1, lowest_poisoned[:inspect], "lowest among poisoned")):
+            for ax, i in zip(axes[row], picks):
+                _show(ax, x[i], ds.classes[y[i]], "red" if scores["poisoned"][i] else None)
+            for ax in axes[row][len(picks):]:
+                ax.axis("off")
+            axes[row, 0].set_ylabel(f"{label}\n{what}", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

@@ -1,0 +1,122 @@
+"""Perturbation registry: make every training image of one class harder to learn, once (thesis 3.3, 4.4-4.5).
+
+Each method maps the uint8 images of a class to perturbed uint8 images of the same class; the
+poisoning stage then picks, per target and rate, which of them to trigger.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import devices, gan, models
+from .artifacts import ArtifactError, load_npz, save_npz
+from .data import load_prepared
+from .train import to_float
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, step: float,
+        steps: int) -> torch.Tensor:
+    """Projected gradient ascent on the cross-entropy of the true label inside an l2 / l-inf ball (units of [0, 1]).
+
+    Madry et al.'s PGD without random start: steps of size `step` along the gradient sign (l-inf) or
+    the normalised gradient (l2), each followed by projection onto the ball and the pixel range.
+    """
+    if norm not in ("l2", "linf"):
+        raise ValueError(f"unknown PGD norm '{norm}' (known: l2, linf)")
+    was_training = model.training
+    model.eval()
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            if norm == "linf":
+                x_adv = x + (x_adv + step * grad.sign() - x).clamp(-eps, eps)
+            else:
+                g = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+                d = x_adv + step * g - x
+                d = d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None, None, None]
+                x_adv = x + d
+            x_adv = x_adv.clamp(0, 1)  # moves each pixel towards x's box, so it stays inside the ball
+    model.train(was_training)
+    return x_adv.detach()
+
+
+def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
+    """uint8 NHWC images x + (x_new - x) rounded towards zero, so no norm of the change grows."""
+    delta = x_new.permute(0, 2, 3, 1).cpu().double().numpy() * 255 - x
+    return (x + np.trunc(delta)).clip(0, 255).astype(np.uint8)
+
+
+def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
+    """Adversarial perturbations from the surrogate, eps and step on the 0..255 scale (thesis 7.5)."""
+    arch, state = models.load_weights(ctx["surrogate"])
+    model = models.build(arch)
+    model.load_state_dict(state)
+    model.to(ctx["device"])
+    eps, steps = spec["eps"] / 255, spec["steps"]
+    step = spec.get("step", 2.5 * spec["eps"] / steps) / 255  # Madry et al.'s default: 2.5 eps / steps
+    out = []
+    for i in range(0, len(x), 500):
+        xb = to_float(torch.from_numpy(x[i:i + 500])).to(ctx["device"])
+        yb = torch.from_numpy(y[i:i + 500]).to(ctx["device"])
+        out.append(quantize(x[i:i + 500], pgd(model, xb, yb, spec["norm"], eps, step, steps)))
+    return np.concatenate(out)
+
+
+def pixel_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
+    """Pixel-space blend (1 - tau) x + tau x', x' a random partner-class image (thesis 4.5)."""
+    tau = spec["tau"]
+    return np.rint((1 - tau) * x + tau * ctx["partners"]).clip(0, 255).astype(np.uint8)
+
+
+def gaussian_noise(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
+    """Additive zero-mean Gaussian noise, std on the 0..255 scale, clipped (thesis 4.4)."""
+    rng = np.random.default_rng([ctx["seed"], ctx["cls"]])
+    return np.rint(x + rng.normal(0, spec["std"], x.shape)).clip(0, 255).astype(np.uint8)
+
+
+def gan_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
+    """Decode (1 - tau) z + tau z' from the latents found by the encoder (thesis 3.3.1, 7.4)."""
+    z = load_npz(ctx["latents"], {"source": "f", "partner": "f", "indices": "i"})
+    if not np.array_equal(z["indices"], ctx["indices"]):
+        raise ArtifactError(f"{ctx['latents']}: latents encode other images than class {ctx['cls']}")
+    generator = gan.load_generator(ctx["generator"]).to(ctx["device"])
+    tau = spec["tau"]
+    return gan.decode(generator, (1 - tau) * z["source"] + tau * z["partner"], ctx["device"])
+
+
+def identity(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
+    """No perturbation: the label-consistent baseline of Figure 3-2."""
+    return x.copy()
+
+
+PERTURBATIONS: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]], np.ndarray]] = {
+    "none": identity,
+    "pgd": pgd_images,
+    "gan_interpolation": gan_interpolation,
+    "pixel_interpolation": pixel_interpolation,
+    "noise": gaussian_noise,
+}
+
+
+def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, threads: int, seed: int = 0,
+                  surrogate: str | None = None, generator: str | None = None, latents: str | None = None) -> None:
+    """Stage 2: perturb every training image of one class and save (indices, images) as npz."""
+    torch.set_num_threads(threads)
+    ds = load_prepared(data_path)
+    method = spec["method"]
+    if method not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation method '{method}'; known: {', '.join(PERTURBATIONS)}")
+    idx = np.flatnonzero(ds.y_train == cls)
+    partners = gan.partner_images(ds.y_train, cls, gan.partner_class(cls, spec, ds.num_classes), len(idx), seed)
+    with devices.acquire() as device:
+        ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
+               "surrogate": surrogate, "generator": generator, "latents": latents}
+        images = PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)
+    save_npz(out, indices=idx, images=images, cls=np.int64(cls))

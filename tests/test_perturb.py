@@ -1,0 +1,96 @@
+"""Perturbations stay within their budgets, make images harder for the surrogate, and keep labels consistent."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline_lib import models
+from pipeline_lib.attacks import Amount, poison
+from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
+from pipeline_lib.perturb import gaussian_noise, pgd, pixel_interpolation, quantize
+from pipeline_lib.train import Recipe, to_float, train
+from pipeline_lib.triggers import Trigger
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def surrogate():
+    """A small CNN trained briefly on two separable blob classes, with data it classifies well."""
+    rng = np.random.default_rng(0)
+    y = np.arange(256) % 2
+    x = np.clip(rng.normal(110 + 40 * y[:, None, None, None], 40, (256, 8, 8, 1)), 0, 255).astype(np.uint8)
+    model, _ = train(x, y, 2, Recipe(model="small_cnn", epochs=3, batch_size=32, lr=0.05,
+                                     model_options={"width": 8}), 0, CPU)
+    return model.eval(), x[:64], y[:64]
+
+
+def losses(model, x, y):
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(model(to_float(torch.from_numpy(x))), torch.from_numpy(y),
+                                                 reduction="none").numpy()
+
+
+@pytest.mark.parametrize("norm, eps", [("l2", 300.0), ("linf", 8.0), ("linf", 32.0), ("l2", 1200.0)])
+def test_pgd_stays_in_its_ball_and_the_pixel_range_and_raises_the_loss(surrogate, norm, eps):
+    model, x, y = surrogate
+    x_adv = quantize(x, pgd(model, to_float(torch.from_numpy(x)), torch.from_numpy(y), norm, eps / 255,
+                            2.5 * eps / 255 / 10, 10))
+    assert x_adv.dtype == np.uint8 and x_adv.shape == x.shape
+    delta = x_adv.astype(np.float64) - x
+    size = np.sqrt((delta ** 2).reshape(len(x), -1).sum(1)) if norm == "l2" else np.abs(delta).reshape(len(x), -1).max(1)
+    assert (size <= eps + 1e-9).all() and size.max() > 0.5 * eps
+    assert losses(model, x_adv, y).mean() > 2 * losses(model, x, y).mean()
+
+
+def test_label_consistent_poisons_keep_their_labels_and_use_the_perturbed_images():
+    y = np.repeat(np.arange(4), 20)
+    x = np.full((80, 8, 8, 1), 100, np.uint8)
+    idx = np.flatnonzero(y == 2)
+    perturbed = (idx, np.full((len(idx), 8, 8, 1), 140, np.uint8))
+    ps = poison("label_consistent", x, y, 2, Amount(rate=0.5), Trigger("bottom_right", 32), 0, perturbed)
+    assert (ps.labels == y[ps.indices]).all() and (ps.labels == 2).all()
+    assert (ps.untriggered == 140).all()
+    assert ps.images[0, 0, 0, 0] == 140 and ps.images[0, -1, -1, 0] == 172
+    plain = poison("label_consistent", x, y, 2, Amount(rate=0.5), Trigger("bottom_right", 32), 0)
+    assert np.array_equal(plain.indices, ps.indices)  # every perturbation poisons the same images
+
+
+def test_perturbed_images_must_cover_the_selection():
+    y = np.repeat(np.arange(2), 10)
+    x = np.zeros((20, 8, 8, 1), np.uint8)
+    with pytest.raises(ValueError, match="do not cover"):
+        poison("label_consistent", x, y, 1, Amount(rate=1.0), Trigger("bottom_right"), 0,
+               (np.arange(10, 15), np.zeros((5, 8, 8, 1), np.uint8)))
+
+
+def test_pixel_interpolation_and_noise_are_exact_and_seeded():
+    x = np.full((3, 4, 4, 1), 100, np.uint8)
+    partners = np.full((3, 4, 4, 1), 200, np.uint8)
+    out = pixel_interpolation(x, None, {"tau": 0.2}, {"partners": partners})
+    assert (out == 120).all()
+    a = gaussian_noise(x, None, {"std": 8}, {"seed": 0, "cls": 1})
+    assert np.array_equal(a, gaussian_noise(x, None, {"std": 8}, {"seed": 0, "cls": 1}))
+    assert 4 < np.abs(a.astype(float) - 100).mean() < 10
+
+
+def test_partner_images_come_from_the_partner_class():
+    y = np.repeat(np.arange(3), 5)
+    picks = partner_images(y, 0, 1, 5, seed=0)
+    assert (y[picks] == 1).all() and np.array_equal(picks, partner_images(y, 0, 1, 5, seed=0))
+
+
+def test_wgan_encoder_lowers_reconstruction_error():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(0.2, 0.8, (64, 1, 8, 8))).float()
+    r = GanRecipe(steps=20, batch_size=16, latent=8, width=8)
+    g, info = train_wgan_gp(x, r, seed=0)
+    assert len(info["log"]) > 0
+    target = x[:16]
+    z0 = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    z = encode(g, target, steps=100, lr=0.1, seed=0)
+    assert reconstruction_error(g, z, target).mean() < 0.8 * reconstruction_error(g, z0, target).mean()
+
+
+def test_vgg_is_a_registered_classifier():
+    m = models.build({"name": "vgg", "in_channels": 3, "num_classes": 10, "width": 8})
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10) and m.embed(torch.zeros(1, 3, 32, 32)).shape == (1, 32)

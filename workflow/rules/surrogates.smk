@@ -1,0 +1,71 @@
+# Stage 1b: the attacker's surrogates (standard, adversarially trained, black-box) and WGAN-GPs.
+
+SURROGATE = "results/surrogates/{surrogate}"
+GAN_PAIR = "results/gans/{dataset}/{gan}/c{cls}-c{partner}"
+
+
+rule train_surrogate:
+    input:
+        surrogate_data,
+    output:
+        model=f"{SURROGATE}/model.pt",
+        metrics=f"{SURROGATE}/metrics.json",
+    params:
+        spec=lambda w: canonical(config["surrogates"][w.surrogate]),
+        recipe=lambda w: canonical(config["recipes"][config["surrogates"][w.surrogate]["recipe"]]),
+        code=code_version("surrogates"),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/train_surrogate/{surrogate}.log",
+    benchmark:
+        "results/benchmarks/train_surrogate/{surrogate}.tsv"
+    script:
+        "../scripts/train_surrogate.py"
+
+
+rule train_gan:
+    input:
+        "results/data/{dataset}.npz",
+    output:
+        generator=f"{GAN_PAIR}/generator.pt",
+        log=f"{GAN_PAIR}/train_log.json",
+    params:
+        recipe=lambda w: canonical(config["gans"][w.gan]),
+        code=code_version("gan"),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        f"results/logs/train_gan/{GAN_PAIR.removeprefix('results/gans/')}.log",
+    benchmark:
+        f"results/benchmarks/train_gan/{GAN_PAIR.removeprefix('results/gans/')}.tsv"
+    script:
+        "../scripts/train_gan.py"
+
+
+rule encode_class:
+    input:
+        data="results/data/{dataset}.npz",
+        generator=f"{GAN_PAIR}/generator.pt",
+    output:
+        f"{GAN_PAIR}/latents.npz",
+    params:
+        recipe=lambda w: canonical(config["gans"][w.gan]),
+        code=code_version("gan"),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        f"results/logs/encode_class/{GAN_PAIR.removeprefix('results/gans/')}.log",
+    benchmark:
+        f"results/benchmarks/encode_class/{GAN_PAIR.removeprefix('results/gans/')}.tsv"
+    script:
+        "../scripts/encode_class.py"

@@ -1,0 +1,6 @@
+from pipeline_lib.galleries import examples
+from pipeline_lib.runlog import job_log
+
+i, p = snakemake.input, snakemake.params
+with job_log(snakemake.log[0]):
+    examples(i.data, list(i.perturbed), p.spec, p.classes, p.triggers, p.spec["title"], snakemake.output[0])

@@ -19,7 +19,7 @@ import yaml
 
 from pipeline_lib import devices
 from pipeline_lib.data import load_source
-from pipeline_lib.evaluate import predict
+from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,31 +1,73 @@
-"""Figure grids expand into the victims they need; wrong references are named."""
+"""Figure grids expand into the victims and poison sets they need; wrong references are named by key."""
 import pytest
-import yaml
 
-from conftest import ROOT
-from pipeline_lib.config import ConfigError, check_references, figure_victims
+from conftest import load_config
+from pipeline_lib.config import ConfigError, check_references, figure_poison_sets, figure_rows, figure_victims
+
+THESIS_FIGURES = ["fig1-2", "fig1-3", "fig2-1", "fig3-1", "fig3-2", "fig3-3", "fig3-4", "fig3-5", "fig3-6", "fig3-7",
+                  "fig3-8", "fig3-9", "fig3-10", "fig3-11", "fig3-12", "fig3-13", "fig3-14", "fig4-1", "fig4-2",
+                  "fig4-3", "fig4-4", "fig4-5", "figA-1", "figA-2", "figA-3-1", "figA-3-2", "figA-3-3"]
 
 
 def full_config():
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
+    return load_config("config.yaml")
 
 
-def test_full_config_plans_ten_targets_by_five_amounts_per_figure():
+@pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml"])
+def test_every_thesis_figure_of_chapters_1_to_4_and_appendix_a_is_configured(path):
+    cfg = load_config(path)
+    assert list(cfg["figures"]) == THESIS_FIGURES
+    check_references(cfg)
+
+
+def test_full_config_plans_ten_targets_by_five_amounts_per_all_class_figure():
     cfg = full_config()
-    for fig in ("fig2-1", "fig3-2"):
+    for fig in ("fig2-1", "fig3-2", "fig3-7", "fig3-8", "fig3-11", "fig4-4", "fig4-5"):
         victims = figure_victims(cfg, fig)
         assert len(victims) == 50 and {v.target for v in victims} == set(range(10))
     assert {v.amount for v in figure_victims(cfg, "fig2-1")} == {"n20", "n75", "n300", "n1250", "n5000"}
-    assert str(figure_victims(cfg, "fig3-2")[0].path) == \
-        "results/victims/cifar10/gu_label_consistent/thesis_resnet/none/t0-p0.004-s0"
+    assert str(figure_victims(cfg, "fig3-2")[0].path) == "results/victims/cifar10/baseline/thesis_resnet/none/t0-p0.004-s0"
 
 
-def test_unknown_names_and_classes_are_reported_by_key():
+def test_series_override_the_figure_grid():
     cfg = full_config()
-    cfg["figures"]["fig2-1"]["attack"] = "sleeper"
-    with pytest.raises(ConfigError, match="figures.fig2-1.attack': unknown attack 'sleeper'"):
-        check_references(cfg)
+    rows = figure_rows(cfg, "fig3-13")
+    assert len(rows) == 20 and {v.target for _, v in rows} == {6}
+    assert {(label, v.recipe) for label, v in rows if label == "four corners, augmentation"} == \
+        {("four corners, augmentation", "thesis_resnet_augment")}
+    assert len(figure_victims(cfg, "fig3-14")) == 100  # two panels of 10 classes x 5 rates
+    sets = figure_poison_sets(cfg, "figA-1")
+    assert {(label, p.amount) for label, p in sets} == {("Gu et al.", "n75"), ("adversarial (l2)", "n300"),
+                                                        ("GAN (tau 0.2)", "n300")}
+
+
+def test_image_and_filtering_figures_train_no_victims():
     cfg = full_config()
-    cfg["figures"]["fig2-1"]["targets"] = [3, 12]
-    with pytest.raises(ConfigError, match="class 12 does not exist"):
+    assert figure_victims(cfg, "fig3-4") == [] and figure_victims(cfg, "fig3-1") == []
+    assert str(figure_poison_sets(cfg, "fig3-1")[0][1].scores("trusted")) == \
+        "results/filtering/cifar10/trusted/gu/t0-n100-s0.npz"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["figures"]["fig2-1"].update(attack="sleeper"), "figures.fig2-1.attack': unknown attack 'sleeper'"),
+    (lambda c: c["figures"]["fig2-1"].update(targets=[3, 12]), "class 12 does not exist"),
+    (lambda c: c["attacks"]["l2_300"].update(perturbation="pgd_l9"),
+     "attacks.l2_300.perturbation': unknown perturbation 'pgd_l9'"),
+    (lambda c: c["attacks"]["gu"].update(perturbation="pgd_l2_300"),
+     "attacks.gu.perturbation': only label_consistent attacks"),
+    (lambda c: c["perturbations"]["pgd_l2_300"].update(surrogate="oracle"),
+     "perturbations.pgd_l2_300.surrogate': unknown surrogate 'oracle'"),
+    (lambda c: c["surrogates"]["blackbox"].update(recipe="vgg19"), "surrogates.blackbox.recipe': unknown recipe"),
+    (lambda c: c["figures"]["fig4-1"].update(recipe="thesis_resnet"),
+     "recipes.thesis_resnet.trace_per_epoch': figure 'fig4-1' plots training losses"),
+    (lambda c: c["figures"]["fig3-6"]["series"]["baseline"].update(attack="nope"),
+     "figures.fig3-6.series.baseline.attack': unknown attack 'nope'"),
+    (lambda c: c["figures"]["fig3-6"].pop("recipe"), "figures.fig3-6.series.baseline.recipe': missing"),
+    (lambda c: c["figures"]["fig3-4"]["columns"]["l2 300"].update(perturbation="pgd_l2_301"),
+     "figures.fig3-4.columns.l2 300.perturbation': unknown perturbation"),
+])
+def test_wrong_references_are_reported_by_key(edit, message):
+    cfg = full_config()
+    edit(cfg)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         check_references(cfg)

@@ -6,8 +6,10 @@ import torch
 from pipeline_lib import models
 from pipeline_lib.attacks import Amount, poison
 from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
-from pipeline_lib.perturb import gaussian_noise, pgd, pixel_interpolation, quantize
-from pipeline_lib.train import Recipe, to_float, train
+from pipeline_lib.adversarial import pgd
+from pipeline_lib.models import to_float
+from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize
+from pipeline_lib.train import Recipe, train
 from pipeline_lib.triggers import Trigger
 
 CPU = torch.device("cpu")

@@ -4,8 +4,10 @@ from pipeline_lib.provenance import closure, code_version
 
 def test_closure_follows_in_package_imports():
     assert {"train", "models", "attacks", "triggers", "data", "artifacts", "devices"} <= set(closure("train"))
-    assert "train" in closure("evaluate")  # evaluation follows training, so training code counts
-    assert "evaluate" not in closure("train")  # but a new metric does not retrain victims
+    assert "models" in closure("evaluate") and "evaluate" not in closure("train")  # a new metric retrains nothing
+    assert {"adversarial", "train"} <= set(closure("surrogates"))  # PGD training code counts for surrogates ...
+    assert not {"gan", "evaluate", "perturb"} & set(closure("surrogates"))  # ... GAN or metric code does not
+    assert "gan" in closure("perturb") and "train" not in closure("perturb")
     assert "train" not in closure("attacks") and "attacks" not in closure("data")
 
 

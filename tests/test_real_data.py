@@ -6,7 +6,8 @@ import yaml
 from conftest import ROOT
 from pipeline_lib.attacks import Amount, poison
 from pipeline_lib.data import load_source
-from pipeline_lib.evaluate import attack_metrics, predict
+from pipeline_lib.evaluate import attack_metrics
+from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe, train
 from pipeline_lib.triggers import Trigger
 

@@ -1,5 +1,6 @@
 """The Snakemake workflow: plans the full grid offline, lints clean, runs the demo end to end,
 caches every stage and fails on bad config with one line naming the key."""
+import json
 import re
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_config
+from pipeline_lib.config import figure_victims
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
@@ -27,18 +29,32 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
-def test_full_config_plans_both_thesis_figures_without_network(tmp_path):
+def test_full_config_plans_every_figure_without_network(tmp_path):
     r = snakemake(tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n", "--cores", "8", "--resources", "gpu=2")
     assert r.returncode == 0, r.stderr
     jobs = job_counts(r.stdout + r.stderr)
-    assert jobs["train_victim"] == jobs["evaluate_victim"] == jobs["poison_dataset"] == 100
-    assert jobs["prepare_data"] == 1 and jobs["plot_heatmap"] == 2
+    cfg = load_config("config.yaml")
+    victims = {v for f in cfg["figures"] for v in figure_victims(cfg, f)}
+    assert jobs["train_victim"] == jobs["evaluate_victim"] == len(victims) > 500
+    assert jobs["train_surrogate"] == 5 and jobs["train_gan"] == jobs["encode_class"] == 10
+    assert jobs["prepare_data"] == 1 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
 
 
-def test_one_figure_plans_only_its_own_victims(tmp_path):
-    r = snakemake(tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n", "results/figures/fig3-2.png")
+@pytest.mark.parametrize("figure, expected", [
+    # one perturbation file per class serves all 5 rates: 10 perturbations for 50 poison sets
+    ("fig3-8", {"train_surrogate": 1, "perturb_class": 10, "poison_dataset": 50, "train_victim": 50}),
+    # six radii of one class (airplane), from the two robust surrogates; the baseline needs none
+    ("fig3-6", {"train_surrogate": 2, "perturb_class": 6, "poison_dataset": 35, "train_victim": 35}),
+    # a GAN and an encoding per class pair, decoded once per class
+    ("fig3-7", {"train_gan": 10, "encode_class": 10, "perturb_class": 10, "train_victim": 50}),
+    # the trusted filter and the l2 robust surrogate; a GAN for the target class
+    ("fig3-1", {"train_surrogate": 2, "score_training_set": 3, "poison_dataset": 3, "train_gan": 1}),
+])
+def test_one_figure_plans_only_what_it_needs_and_perturbs_each_class_once(tmp_path, figure, expected):
+    r = snakemake(tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n", f"results/figures/{figure}.png")
     assert r.returncode == 0, r.stderr
-    assert job_counts(r.stdout + r.stderr)["train_victim"] == 50
+    jobs = job_counts(r.stdout + r.stderr)
+    assert {k: jobs.get(k, 0) for k in expected} == expected
 
 
 def test_lint_is_clean():
@@ -56,6 +72,10 @@ def test_lint_is_clean():
      "invalid config: config key 'recipes.digits_cnn.model': 'vgg99' is not one of"),
     (lambda c: c["datasets"].update(broken={"source": "imagenet"}),
      "invalid config: config key 'datasets.broken.source': 'imagenet' does not match"),
+    (lambda c: c["perturbations"]["pgd_l2_80"].update(norm="l3"),
+     "invalid config: config key 'perturbations.pgd_l2_80.norm': 'l3' is not one of"),
+    (lambda c: c["attacks"]["l2_80"].update(perturbation="pgd_l2_81"),
+     "invalid config: config key 'attacks.l2_80.perturbation': unknown perturbation 'pgd_l2_81'"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, edit, message):
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
@@ -75,19 +95,46 @@ def demo(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_demo_draws_both_heatmaps_from_real_training(demo):
-    for fig in ("fig2-1", "fig3-2"):
-        png = demo / "results/figures" / f"{fig}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_demo_draws_every_figure_from_real_training(demo):
+    for fig in load_config("config/demo.yaml")["figures"]:
+        assert (demo / "results/figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
     gu = pd.read_csv(demo / "results/tables/fig2-1.csv")
     lc = pd.read_csv(demo / "results/tables/fig3-2.csv")
-    assert len(gu) == len(lc) == 15 and gu["clean_accuracy"].min() > 0.95
-    at_25 = gu[gu["rate"] == 0.25]
-    assert at_25["asr_labelled"].mean() >= 0.9, at_25
-    assert lc[lc["rate"] == 0.25]["asr_labelled"].mean() < at_25["asr_labelled"].mean() - 0.5
-    assert ((gu["fraction_of_class"] - gu["rate"]).abs() < 0.005).all()  # count = round(rate x class size)
+    assert len(gu) == 6 and len(lc) == 4 and gu["clean_accuracy"].min() > 0.95
+    assert gu[gu["count"] == 34]["asr_labelled"].mean() >= 0.9
+    assert ((lc["fraction_of_class"] - lc["rate"]).abs() < 0.005).all()  # count = round(rate x class size)
     every = pd.read_csv(demo / "results/tables/all_victims.csv")
-    assert len(every) == 30 and set(every["method"]) == {"badnets", "label_consistent"}
+    assert set(every["method"]) == {"badnets", "label_consistent"} and every["clean_accuracy"].min() > 0.85
+
+
+@pytest.mark.slow
+def test_demo_surrogates_record_clean_and_robust_accuracy(demo):
+    metrics = {s: json.loads((demo / f"results/surrogates/{s}/metrics.json").read_text())
+               for s in ("adversarial", "standard", "blackbox", "trusted")}
+    assert all(m["clean_accuracy"] > 0.8 and 0 <= m["robust_accuracy"] <= 1 for m in metrics.values())
+    assert metrics["adversarial"]["robust_accuracy"] > metrics["standard"]["robust_accuracy"]
+    assert metrics["trusted"]["train_images"] == 256 and metrics["blackbox"]["train_images"] == 450
+
+
+@pytest.mark.slow
+def test_demo_filter_ranks_dirty_label_poisons_lowest(demo):
+    import numpy as np
+
+    found = {}
+    for attack in ("gu", "l2_80"):
+        z = np.load(demo / f"results/filtering/digits/trusted/{attack}/t0-n10-s0.npz")
+        found[attack] = int(z["poisoned"][np.argsort(z["probability"])[:100]].sum())
+    assert found["gu"] >= 8 and found["gu"] > found["l2_80"]
+
+
+@pytest.mark.slow
+def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
+    log = json.loads((demo / "results/victims/digits/l2_80/digits_cnn_traced/none/t0-p0.25-s0/train_log.json")
+                     .read_text())
+    assert len(log["loss_trace"]) == 18
+    last = log["loss_trace"][-1]
+    assert set(last) == {"step", "poisoned", "poisoned_without_trigger", "all"}
+    assert last["poisoned"]["median"] < last["poisoned_without_trigger"]["median"]
 
 
 @pytest.mark.slow
@@ -98,10 +145,12 @@ def test_second_run_does_nothing(demo):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, reruns, kept", [
-    (lambda c: c["recipes"]["digits_cnn"].update(epochs=5), {"train_victim": 30, "evaluate_victim": 30},
-     {"poison_dataset", "prepare_data"}),
-    (lambda c: c["triggers"]["gu"].update(amplitude=64), {"poison_dataset": 30, "train_victim": 30},
-     {"prepare_data"}),
+    # a new rate reuses the perturbed class: only the new poison sets and victims are made
+    (lambda c: c["figures"]["fig3-8"].update(rates=[0.25, 0.5, 1.0]),
+     {"poison_dataset": 2, "train_victim": 2, "evaluate_victim": 2}, {"perturb_class", "train_surrogate"}),
+    (lambda c: c["gans"]["wgan"].update(encode_steps=200), {"encode_class": 3}, {"train_gan", "train_surrogate"}),
+    (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 12, "train_victim": 12},
+     {"perturb_class", "prepare_data"}),
     (lambda c: c["figures"]["fig3-2"].update(title="renamed"), {"plot_heatmap": 1},
      {"train_victim", "aggregate_metrics"}),
 ])
@@ -130,8 +179,9 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module, reruns, kept", [
-    ("evaluate", {"evaluate_victim": 30}, {"train_victim", "poison_dataset"}),
-    ("attacks", {"poison_dataset": 30, "train_victim": 30}, {"prepare_data"}),
+    ("evaluate", {"evaluate_victim": 72}, {"train_victim", "poison_dataset", "train_surrogate"}),
+    ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
+    ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_victim"}),
 ])
 def test_editing_library_code_reruns_the_stages_that_run_it(demo, tmp_path, module, reruns, kept):
     copy = tmp_path / "repo"

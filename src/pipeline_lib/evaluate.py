@@ -4,23 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import devices, models
 from .artifacts import load_json, save_json
 from .attacks import Amount
 from .data import load_prepared
-from .train import to_float
+from .models import predict
 from .triggers import Trigger
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
-    """Predicted labels for uint8 NHWC images."""
-    model.eval().to(device)
-    preds = [model(to_float(torch.from_numpy(x[i:i + batch_size]).to(device))).argmax(1).cpu()
-             for i in range(0, len(x), batch_size)]
-    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
 
 
 def _rate(hits: np.ndarray) -> float:
@@ -54,9 +44,7 @@ def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dic
                     describe: dict[str, Any], out: str) -> None:
     """Stage 5: clean accuracy, both ASRs and robust accuracy on the test set, with the run's description."""
     ds = load_prepared(data_path)
-    arch, state = models.load_weights(model_path)
-    model = models.build(arch)
-    model.load_state_dict(state)
+    model = models.load_model(model_path)
     log = load_json(log_path)
     target, poison = int(describe["target"]), log["poison"]
     with devices.acquire() as device:
@@ -66,7 +54,7 @@ def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dic
     amount = Amount.parse(describe["amount"])
     save_json(out, {
         **describe, **metrics,
-        "model": arch["name"], "target_name": ds.classes[target],
+        "model": log["arch"]["name"], "target_name": ds.classes[target],
         "trigger": trigger["pattern"], "amplitude": trigger.get("amplitude", 255),
         "rate": amount.rate, "count": poison["count"],
         "fraction_of_class": poison["count"] / poison["class_size"],

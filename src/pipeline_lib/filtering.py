@@ -5,10 +5,10 @@ import numpy as np
 import torch
 
 from . import devices, models
+from .models import to_float
 from .artifacts import load_npz, save_npz
 from .attacks import read_poison_set
 from .data import load_prepared
-from .train import to_float
 
 
 @torch.no_grad()
@@ -33,9 +33,7 @@ def score_training_set(data_path: str, poison_path: str, filter_path: str, out: 
     ds = load_prepared(data_path)
     ps, _ = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
-    arch, state = models.load_weights(filter_path)
-    model = models.build(arch)
-    model.load_state_dict(state)
+    model = models.load_model(filter_path)
     poisoned = np.zeros(len(y), bool)
     poisoned[ps.indices] = True
     with devices.acquire() as device:

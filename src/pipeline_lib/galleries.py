@@ -39,31 +39,37 @@ def example_rows(y: np.ndarray, classes: list[int], per_class: int, seed: int) -
     return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
 
 
-def examples(data_path: str, perturbed_paths: list[str], spec: dict[str, Any], classes: list[int],
-             triggers: dict[str, dict[str, Any]], title: str, path: str | Path, seed: int = 0) -> None:
-    """Rows of training images, columns of {perturbation, trigger} variants; {} is the original image."""
+def examples(data_path: str, perturbed_paths: list[str], columns: list[tuple[str, dict[str, str]]], classes: list[int],
+             per_class: int, shown_label: int | None, triggers: dict[str, dict[str, Any]], title: str,
+             path: str | Path, seed: int = 0) -> None:
+    """Rows of training images, columns of {perturbation, trigger} variants ({} is the original image);
+    a single variant is laid out as one row of images instead."""
     ds = load_prepared(data_path)
-    rows = example_rows(ds.y_train, classes, spec["per_class"], seed)
+    rows = example_rows(ds.y_train, classes, per_class, seed)
     perturbed: dict[tuple[str, int], dict[int, np.ndarray]] = {}
     for p in perturbed_paths:  # results/perturbed/<dataset>/<perturbation>/c<class>.npz
         name, cls = Path(p).parent.name, int(Path(p).stem[1:])
         idx, imgs = read_perturbed(p, cls)
         perturbed[name, cls] = dict(zip(idx.tolist(), imgs))
-    cols = spec["columns"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.25 * len(cols) + 0.6, 1.3 * len(rows) + 0.6),
+    grid = np.array([[(i, label, col) for label, col in columns] for i in rows], dtype=object)
+    if len(columns) == 1:
+        grid = grid.reshape(1, -1, 3)
+    n_rows, n_cols = grid.shape[:2]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(1.25 * n_cols + 0.6, 5), 1.3 * n_rows + 0.8),
                              squeeze=False)
-    for r, i in enumerate(rows):
+    for (r, c), ax in np.ndenumerate(axes):
+        i, label, col = grid[r, c]
         cls = int(ds.y_train[i])
-        for c, (label, col) in enumerate(cols.items()):
-            img = perturbed[col["perturbation"], cls][int(i)] if "perturbation" in col else ds.x_train[i]
-            if "trigger" in col:
-                img = Trigger(**triggers[col["trigger"]]).apply(img)
-            _show(axes[r, c], img)
-            if r == 0:
-                axes[r, c].set_title(label, fontsize=8)
-        shown = spec.get("shown_label", cls)
-        axes[r, 0].set_ylabel(f"label: {ds.classes[shown]}", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+        img = perturbed[col["perturbation"], cls][int(i)] if "perturbation" in col else ds.x_train[i]
+        if "trigger" in col:
+            img = Trigger(**triggers[col["trigger"]]).apply(img)
+        shown = f"label: {ds.classes[cls if shown_label is None else shown_label]}"
+        _show(ax, img, shown if len(columns) == 1 else "")
+        if r == 0 and len(columns) > 1:
+            ax.set_title(label, fontsize=8)
+        if c == 0 and len(columns) > 1:
+            ax.set_ylabel(shown, fontsize=8)
+    fig.suptitle(title if len(columns) > 1 else f"{title}\n{columns[0][0]}", fontsize=10)
     save_figure(fig, path)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,6 +56,11 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x)) * self.scale
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return x.permute(0, 3, 1, 2).float().div_(255)
 
 
 # ---------------------------------------------------------------- thesis ResNet (Methods 7.1)
@@ -201,3 +207,20 @@ def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     """Load (arch spec, state dict) without unpickling arbitrary objects."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     return blob["arch"], blob["state_dict"]
+
+
+def load_model(path: str | Path) -> Classifier:
+    """Rebuild a saved model with its weights, in eval mode on the CPU."""
+    arch, state = load_weights(path)
+    model = build(arch)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
+    """Predicted labels for uint8 NHWC images."""
+    model.eval().to(device)
+    preds = [model(to_float(torch.from_numpy(x[i:i + batch_size]).to(device))).argmax(1).cpu()
+             for i in range(0, len(x), batch_size)]
+    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)

@@ -10,41 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import devices, gan, models
+from .adversarial import pgd_adversary
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
-from .train import to_float
-
-
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, step: float,
-        steps: int) -> torch.Tensor:
-    """Projected gradient ascent on the cross-entropy of the true label inside an l2 / l-inf ball (units of [0, 1]).
-
-    Madry et al.'s PGD without random start: steps of size `step` along the gradient sign (l-inf) or
-    the normalised gradient (l2), each followed by projection onto the ball and the pixel range.
-    """
-    if norm not in ("l2", "linf"):
-        raise ValueError(f"unknown PGD norm '{norm}' (known: l2, linf)")
-    was_training = model.training
-    model.eval()
-    x_adv = x.clone()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(x_adv).float(), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            if norm == "linf":
-                x_adv = x + (x_adv + step * grad.sign() - x).clamp(-eps, eps)
-            else:
-                g = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
-                d = x_adv + step * g - x
-                d = d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None, None, None]
-                x_adv = x + d
-            x_adv = x_adv.clamp(0, 1)  # moves each pixel towards x's box, so it stays inside the ball
-    model.train(was_training)
-    return x_adv.detach()
+from .models import to_float
 
 
 def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
@@ -55,17 +26,13 @@ def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
 
 def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
     """Adversarial perturbations from the surrogate, eps and step on the 0..255 scale (thesis 7.5)."""
-    arch, state = models.load_weights(ctx["surrogate"])
-    model = models.build(arch)
-    model.load_state_dict(state)
-    model.to(ctx["device"])
-    eps, steps = spec["eps"] / 255, spec["steps"]
-    step = spec.get("step", 2.5 * spec["eps"] / steps) / 255  # Madry et al.'s default: 2.5 eps / steps
+    model = models.load_model(ctx["surrogate"]).to(ctx["device"])
+    attack = pgd_adversary(spec)
     out = []
     for i in range(0, len(x), 500):
         xb = to_float(torch.from_numpy(x[i:i + 500])).to(ctx["device"])
         yb = torch.from_numpy(y[i:i + 500]).to(ctx["device"])
-        out.append(quantize(x[i:i + 500], pgd(model, xb, yb, spec["norm"], eps, step, steps)))
+        out.append(quantize(x[i:i + 500], attack(model, xb, yb)))
     return np.concatenate(out)
 
 

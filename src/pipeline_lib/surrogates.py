@@ -7,22 +7,13 @@ import numpy as np
 import torch
 
 from . import devices, models
+from .adversarial import pgd_adversary
 from .artifacts import save_json
 from .data import load_prepared
-from .evaluate import predict
-from .perturb import pgd
-from .train import Recipe, to_float, train
+from .models import predict, to_float
+from .train import Recipe, train
 
 DEFAULT_ROBUST_EVAL = {"norm": "linf", "eps": 8, "step": 2, "steps": 10}  # Madry et al.'s CIFAR-10 threat model
-
-
-def pgd_adversary(spec: dict[str, Any]):
-    """A train() adversary: PGD at the spec's norm, eps, step and steps (0..255 scale)."""
-    eps, step = spec["eps"] / 255, spec.get("step", 2.5 * spec["eps"] / spec["steps"]) / 255
-
-    def adversary(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return pgd(model, x, y, spec["norm"], eps, step, spec["steps"])
-    return adversary
 
 
 def robust_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, spec: dict[str, Any],

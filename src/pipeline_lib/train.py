@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from . import devices, models
+from .adversarial import Adversary
+from .models import to_float
 from .artifacts import save_json
 from .attacks import read_poison_set
 from .data import load_prepared
@@ -64,11 +66,6 @@ class Recipe:
         return start + (1 - start) * step / p if step < p else 1 + (end - 1) * (step - p) / max(total - p, 1)
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0, 1]."""
-    return x.permute(0, 3, 1, 2).float().div_(255)
-
-
 def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
     """Per-image random crop after padding and random horizontal flip, batched."""
     b, c, h, w = x.shape
@@ -113,7 +110,6 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = True
 
 
-Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Tracer = Callable[[nn.Module, int], None]
 
 

@@ -147,7 +147,7 @@ rule plot_filtered_examples:
         title=lambda w: config["figures"][w.figure]["title"],
         series=poison_labels,
         inspect=lambda w: config["figures"][w.figure]["inspect"],
-        code=code_version("plots"),
+        code=code_version("galleries"),
     wildcard_constraints:
         figure=figures_of("filtered_examples"),
     conda:
@@ -170,14 +170,17 @@ rule plot_examples:
             labels={"figure": "{figure}"},
         ),
     params:
-        spec=lambda w: canonical(config["figures"][w.figure]),
+        title=lambda w: config["figures"][w.figure]["title"],
+        columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],
         classes=lambda w: example_classes(config, w.figure),
+        per_class=lambda w: config["figures"][w.figure]["per_class"],
+        shown_label=lambda w: config["figures"][w.figure].get("shown_label"),
         triggers=lambda w: {
             c["trigger"]: trigger_of(c["trigger"])
             for c in config["figures"][w.figure]["columns"].values()
             if "trigger" in c
         },
-        code=code_version("plots"),
+        code=code_version("galleries"),
     wildcard_constraints:
         figure=figures_of("examples"),
     conda:

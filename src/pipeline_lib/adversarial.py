@@ -1,0 +1,49 @@
+"""Projected gradient descent (Madry et al.): the attack behind adversarial training and the perturbed poisons."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, step: float,
+        steps: int) -> torch.Tensor:
+    """Projected gradient ascent on the cross-entropy of the true label inside an l2 / l-inf ball (units of [0, 1]).
+
+    Madry et al.'s PGD without random start: steps of size `step` along the gradient sign (l-inf) or
+    the normalised gradient (l2), each followed by projection onto the ball and the pixel range.
+    """
+    if norm not in ("l2", "linf"):
+        raise ValueError(f"unknown PGD norm '{norm}' (known: l2, linf)")
+    was_training = model.training
+    model.eval()
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            if norm == "linf":
+                x_adv = x + (x_adv + step * grad.sign() - x).clamp(-eps, eps)
+            else:
+                g = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+                d = x_adv + step * g - x
+                d = d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None, None, None]
+                x_adv = x + d
+            x_adv = x_adv.clamp(0, 1)  # moves each pixel towards x's box, so it stays inside the ball
+    model.train(was_training)
+    return x_adv.detach()
+
+
+Adversary = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def pgd_adversary(spec: dict[str, Any]) -> Adversary:
+    """PGD at a config spec's norm, eps, step (default 2.5 eps / steps) and steps, all on the 0..255 scale."""
+    eps, step = spec["eps"] / 255, spec.get("step", 2.5 * spec["eps"] / spec["steps"]) / 255
+
+    def adversary(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pgd(model, x, y, spec["norm"], eps, step, spec["steps"])
+    return adversary

@@ -149,7 +149,8 @@ def test_second_run_does_nothing(demo):
     (lambda c: c["figures"]["fig3-8"].update(rates=[0.25, 0.5, 1.0]),
      {"poison_dataset": 2, "train_victim": 2, "evaluate_victim": 2}, {"perturb_class", "train_surrogate"}),
     (lambda c: c["gans"]["wgan"].update(encode_steps=200), {"encode_class": 3}, {"train_gan", "train_surrogate"}),
-    (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 12, "train_victim": 12},
+    # 4 poison sets (2 targets x 2 rates) feed 8 victims: with and without augmentation
+    (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 4, "train_victim": 8},
      {"perturb_class", "prepare_data"}),
     (lambda c: c["figures"]["fig3-2"].update(title="renamed"), {"plot_heatmap": 1},
      {"train_victim", "aggregate_metrics"}),

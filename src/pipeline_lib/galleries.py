@@ -78,7 +78,9 @@ def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list
     """Per series: the `inspect` lowest-probability training examples (poisoned framed red), then the
     `inspect` lowest-probability poisoned ones, each captioned with its label (Appendix A.1)."""
     ds = load_prepared(data_path)
-    firsts = {label: k for k, label in reversed(list(enumerate(series)))}  # first poison set of each series
+    firsts: dict[str, int] = {}
+    for k, label in enumerate(series):
+        firsts.setdefault(label, k)  # the first poison set of each series
     fig, axes = plt.subplots(2 * len(firsts), inspect, figsize=(0.9 * inspect + 0.8, 2.3 * len(firsts) + 0.6),
                              squeeze=False)
     for s, (label, k) in enumerate(firsts.items()):
@@ -87,8 +89,8 @@ def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list
         x, y = ps.apply_to(ds.x_train, ds.y_train)
         order = np.argsort(scores["probability"], kind="stable")
         lowest_poisoned = order[scores["poisoned"][order]]
-        for row, picks, what in ((2 * s, order[:inspect], "lowest label probability"),
-                                 (2 * s + 1, lowest_poisoned[:inspect], "lowest among poisoned")):
+        for row, picks, what in ((2 * s, order[:inspect], "lowest p(label)"),
+                                 (2 * s + 1, lowest_poisoned[:inspect], "poisoned only")):
             for ax, i in zip(axes[row], picks):
                 _show(ax, x[i], ds.classes[y[i]], "red" if scores["poisoned"][i] else None)
             for ax in axes[row][len(picks):]:

@@ -13,6 +13,7 @@ from torch import nn
 from . import devices
 from .artifacts import atomic_path, save_json, save_npz
 from .data import load_prepared
+from .models import to_float
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,6 @@ def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> 
     return np.random.default_rng([seed, cls, partner]).choice(pool, size=n, replace=len(pool) < n)
 
 
-def _as_float(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0, 1] on a device."""
-    return torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255)
-
-
 def train_gan(data_path: str, classes: tuple[int, int], recipe: dict[str, Any], seed: int, out: str,
               log_out: str, threads: int) -> None:
     """Stage 1: a WGAN-GP on the training images of the two classes an interpolation connects."""
@@ -182,7 +178,7 @@ def train_gan(data_path: str, classes: tuple[int, int], recipe: dict[str, Any], 
     ds = load_prepared(data_path)
     x = ds.x_train[np.isin(ds.y_train, classes)]
     with devices.acquire() as device:
-        g, info = train_wgan_gp(_as_float(x, device), GanRecipe.from_config(recipe), seed)
+        g, info = train_wgan_gp(to_float(torch.from_numpy(x).to(device)), GanRecipe.from_config(recipe), seed)
     save_generator(out, g)
     save_json(log_out, {**info, "classes": list(classes), "images": len(x), "device": str(device)})
 
@@ -197,7 +193,8 @@ def encode_class(data_path: str, generator_path: str, cls: int, partner: int, re
     partners = partner_images(ds.y_train, cls, partner, len(idx), seed)
     with devices.acquire() as device:
         g = load_generator(generator_path).to(device)
-        x, xp = _as_float(ds.x_train[idx], device), _as_float(ds.x_train[partners], device)
+        x = to_float(torch.from_numpy(ds.x_train[idx]).to(device))
+        xp = to_float(torch.from_numpy(ds.x_train[partners]).to(device))
         z, zp = encode(g, x, r.encode_steps, r.encode_lr, seed), encode(g, xp, r.encode_steps, r.encode_lr, seed + 1)
         err = reconstruction_error(g, z, x)
     save_npz(out, indices=idx, partners=partners, source=z.cpu().numpy(), partner=zp.cpu().numpy(),

@@ -95,7 +95,8 @@ def perturbation_inputs(w):
     if spec["method"] == "pgd":
         return {"surrogate": f"results/surrogates/{spec['surrogate']}/model.pt"}
     if spec["method"] == "gan_interpolation":
-        pair = f"results/gans/{w.dataset}/{spec['gan']}/c{w.cls}-c{partner_class(int(w.cls), spec, classes_of(config, w.dataset))}"
+        partner = partner_class(int(w.cls), spec, classes_of(config, w.dataset))
+        pair = f"results/gans/{w.dataset}/{spec['gan']}/c{w.cls}-c{partner}"
         return {"generator": f"{pair}/generator.pt", "latents": f"{pair}/latents.npz"}
     return {}
 
@@ -113,7 +114,7 @@ def trigger_of(name):
 
 def attack_trigger(w):
     """The trigger block of the attack wildcard."""
-    return canonical(config["triggers"][config["attacks"][w.attack]["trigger"]])
+    return trigger_of(config["attacks"][w.attack]["trigger"])
 
 
 def victim_metrics(w):

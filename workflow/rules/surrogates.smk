@@ -17,6 +17,7 @@ rule train_surrogate:
     threads: config["train_threads"]
     resources:
         gpu=1,
+    priority: 10  # everything downstream waits on surrogates
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -39,6 +40,7 @@ rule train_gan:
     threads: config["train_threads"]
     resources:
         gpu=1,
+    priority: 10
     conda:
         "../envs/pipeline.yaml"
     log:

@@ -65,6 +65,8 @@ def test_image_and_filtering_figures_train_no_victims():
     (lambda c: c["figures"]["fig3-6"].pop("recipe"), "figures.fig3-6.series.baseline.recipe': missing"),
     (lambda c: c["figures"]["fig3-4"]["columns"]["l2 300"].update(perturbation="pgd_l2_301"),
      "figures.fig3-4.columns.l2 300.perturbation': unknown perturbation"),
+    (lambda c: c["figures"]["fig3-4"].pop("columns"), "figures.fig3-4.columns': missing (a 'examples' figure"),
+    (lambda c: c["figures"]["fig3-1"].pop("filter"), "figures.fig3-1.filter': missing (a 'filtering' figure"),
 ])
 def test_wrong_references_are_reported_by_key(edit, message):
     cfg = full_config()

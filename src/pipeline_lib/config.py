@@ -90,15 +90,20 @@ def check_references(config: dict[str, Any]) -> None:
                                   "perturb their (target-class) images")
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
+        needed = {"examples": ("dataset", "classes", "columns"), "filtering": ("filter",),
+                  "filtered_examples": ("filter",)}.get(kind, ())
+        for key in needed:
+            if key not in spec:
+                raise ConfigError(f"config key 'figures.{fig}.{key}': missing (a '{kind}' figure needs it)")
         if kind == "examples":
-            _known(config, f"figures.{fig}.dataset", "datasets", spec.get("dataset", ""), "dataset")
+            _known(config, f"figures.{fig}.dataset", "datasets", spec["dataset"], "dataset")
             for col, c in spec["columns"].items():
                 for key, section in (("perturbation", "perturbations"), ("trigger", "triggers")):
                     if key in c:
                         _known(config, f"figures.{fig}.columns.{col}.{key}", section, c[key], key)
             continue
         if kind in FILTER_KINDS:
-            _known(config, f"figures.{fig}.filter", "surrogates", spec.get("filter", ""), "surrogate")
+            _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
             _check_grid(config, fig, label, grid, needs)

@@ -80,7 +80,7 @@ def test_lint_is_clean():
 def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, edit, message):
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     edit(cfg)
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(tmp_path, "--configfile", str(tmp_path / "bad.yaml"), "-n")
     assert r.returncode != 0 and message in r.stdout + r.stderr
 
@@ -158,7 +158,7 @@ def test_second_run_does_nothing(demo):
 def test_touching_one_parameter_reruns_only_what_depends_on_it(demo, tmp_path, edit, reruns, kept):
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     edit(cfg)
-    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(demo, "--configfile", str(tmp_path / "edited.yaml"), "-n")
     jobs = job_counts(r.stdout + r.stderr)
     assert {k: jobs.get(k) for k in reruns} == reruns and not kept & set(jobs)
@@ -171,7 +171,7 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
              x_test=np.zeros((2, 8, 8, 1), np.uint8), y_test=np.arange(2))
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     cfg["datasets"]["broken"] = {"source": f"npz:{tmp_path / 'broken.npz'}"}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", "results/data/broken.npz")
     assert r.returncode != 0
     assert "error: ArtifactError: " in r.stderr and "array 'x_train' has dtype float32" in r.stderr

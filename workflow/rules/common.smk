@@ -84,6 +84,16 @@ def surrogate_data(w):
     return f"results/data/{config['surrogates'][w.surrogate]['dataset']}.npz"
 
 
+def gan_training(name):
+    """A GAN recipe without its encoder keys, so retuning the encoder keeps the trained generator."""
+    return canonical({k: v for k, v in config["gans"][name].items() if not k.startswith("encode_")})
+
+
+def gan_encoding(name):
+    """Only the encoder keys of a GAN recipe."""
+    return canonical({k: v for k, v in config["gans"][name].items() if k.startswith("encode_")})
+
+
 def perturbed_file(dataset, perturbation, cls):
     """The perturbed images of one class."""
     return f"results/perturbed/{dataset}/{perturbation}/c{cls}.npz"

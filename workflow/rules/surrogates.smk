@@ -35,7 +35,7 @@ rule train_gan:
         generator=f"{GAN_PAIR}/generator.pt",
         log=f"{GAN_PAIR}/train_log.json",
     params:
-        recipe=lambda w: canonical(config["gans"][w.gan]),
+        recipe=lambda w: gan_training(w.gan),
         code=code_version("gan"),
     threads: config["train_threads"]
     resources:
@@ -58,7 +58,7 @@ rule encode_class:
     output:
         f"{GAN_PAIR}/latents.npz",
     params:
-        recipe=lambda w: canonical(config["gans"][w.gan]),
+        recipe=lambda w: gan_encoding(w.gan),
         code=code_version("gan"),
     threads: config["train_threads"]
     resources:

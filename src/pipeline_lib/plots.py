@@ -22,11 +22,13 @@ METRIC_LABELS = {
 }
 
 
-def amount_label(row: pd.Series) -> str:
-    """Column label: the configured rate (of the target class) or count, with the image count."""
-    if pd.notna(row["rate"]):
-        return f"{100 * row['rate']:g}%\n(n={row['count']})"
-    return f"n={row['count']}\n({100 * row['fraction_of_train']:.2g}% of train)"
+def amount_label(rows: pd.DataFrame) -> str:
+    """Axis label of one amount: the configured rate (of the target class) or count, with the image count(s)."""
+    lo, hi = rows["count"].min(), rows["count"].max()
+    n = f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+    if rows["rate"].notna().all():
+        return f"{100 * rows['rate'].iloc[0]:g}%\n({n})"
+    return f"{n}\n({100 * rows['fraction_of_train'].iloc[0]:.2g}% of train)"
 
 
 def save_figure(fig: plt.Figure, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
@@ -46,9 +48,8 @@ def _facets(n: int) -> tuple[plt.Figure, np.ndarray]:
 
 def _columns(df: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
     """Amount tokens in increasing size, and their axis labels."""
-    df = df.assign(column=df.apply(amount_label, axis=1))
     order = df.sort_values(["count", "amount"]).drop_duplicates("amount")["amount"].tolist()
-    return order, dict(zip(df["amount"], df["column"]))
+    return order, {a: amount_label(rows) for a, rows in df.groupby("amount")}
 
 
 def _panel_heatmap(df: pd.DataFrame, metric: str, ax: plt.Axes, cbar: bool) -> None:
@@ -82,18 +83,19 @@ def asr_heatmap(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> 
 
 def asr_lines(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> None:
     """A metric against the poisoning amount, a line per series, a panel per target class (mean +- sd over seeds)."""
-    order, names = _columns(df)
+    order = _columns(df)[0]
     targets = df.sort_values("target").drop_duplicates("target")[["target", "target_name"]].values.tolist()
     fig, axes = _facets(len(targets))
     palette = dict(zip(dict.fromkeys(df["series"]), sns.color_palette("colorblind", df["series"].nunique())))
     for ax, (t, name) in zip(axes.flat, targets):
         part = df[df["target"] == t].assign(value=100 * df[metric], x=lambda d: d["amount"].map(order.index))
+        names = _columns(part)[1]  # counts differ between target classes
         for label, g in part.groupby("series", sort=False):
             stats = g.groupby("x")["value"].agg(["mean", "std"]).reset_index()
             ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=4, capsize=2,
                         label=label, color=palette[label])
         ax.set_title(f"target: {name}", fontsize=9)
-        ax.set_xticks(range(len(order)), [names[a] for a in order], fontsize=7)
+        ax.set_xticks(range(len(order)), [names.get(a, "") for a in order], fontsize=7)
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(targets):]:

@@ -2,12 +2,12 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench
+.PHONY: demo test cluster-test bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -15,6 +15,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Real single-node SLURM on this machine (root on Debian; skips elsewhere): the demo's Figure 4-1 through
+# `--profile profiles/slurm`, compared with a local run.
+cluster-test: $(VENV)/.installed
+	bash tests/cluster/run_slurm.sh
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_models.py

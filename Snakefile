@@ -3,6 +3,8 @@
 # Usage: snakemake --cores 8 --resources gpu=2         (config.yaml: the full thesis reproduction)
 #        snakemake --configfile config/demo.yaml --cores 2   (offline demo on scikit-learn digits)
 #        snakemake results/figures/fig2-1.png         (one figure and only what it needs)
+#        snakemake --profile profiles/slurm            (the same grid on a SLURM cluster, a GPU per training job)
+#        snakemake --report report.html                (every figure and table with its caption, one HTML file)
 
 from snakemake.utils import min_version
 
@@ -21,6 +23,23 @@ include: "workflow/rules/perturb.smk"
 include: "workflow/rules/poison.smk"
 include: "workflow/rules/victims.smk"
 include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# On a cluster these run on the submit host: downloads need its network, the rest takes seconds.
+localrules:
+    prepare_data,
+    poison_dataset,
+    aggregate_metrics,
+    aggregate_all_metrics,
+    plot_heatmap,
+    plot_lines,
+    plot_loss_trace,
+    plot_filtering,
+    plot_filtered_examples,
+    plot_examples,
 
 
 rule all:

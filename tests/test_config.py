@@ -2,7 +2,8 @@
 import pytest
 
 from conftest import load_config
-from pipeline_lib.config import ConfigError, check_references, figure_poison_sets, figure_rows, figure_victims
+from pipeline_lib.config import (ConfigError, check_references, figure_poison_sets, figure_rows, figure_settings,
+                                 figure_victims)
 
 THESIS_FIGURES = ["fig1-2", "fig1-3", "fig2-1", "fig3-1", "fig3-2", "fig3-3", "fig3-4", "fig3-5", "fig3-6", "fig3-7",
                   "fig3-8", "fig3-9", "fig3-10", "fig3-11", "fig3-12", "fig3-13", "fig3-14", "fig4-1", "fig4-2",
@@ -39,6 +40,24 @@ def test_series_override_the_figure_grid():
     sets = figure_poison_sets(cfg, "figA-1")
     assert {(label, p.amount) for label, p in sets} == {("Gu et al.", "n75"), ("adversarial (l2)", "n300"),
                                                         ("GAN (tau 0.2)", "n300")}
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml", "config/shared_subsets.yaml"])
+def test_every_figure_is_filed_under_the_chapter_it_mirrors(path):
+    for name, spec in load_config(path)["figures"].items():
+        chapter = name.split("fig")[1].split("-")[0]
+        assert spec["section"].startswith("Thesis ch. " + chapter if chapter != "A" else "Thesis appendix A"), name
+
+
+def test_report_captions_list_the_settings_of_each_series():
+    cfg = full_config()
+    assert figure_settings(cfg, "fig2-1") == [
+        "dataset cifar10; attack gu; recipe thesis_resnet; defence none; targets all; "
+        "counts 20, 75, 300, 1250, 5000; seeds 0"]
+    assert [line.split(":")[0] for line in figure_settings(cfg, "fig3-1")] == \
+        ["Gu et al.", "adversarial (l2)", "GAN (tau 0.2)"]
+    assert figure_settings(cfg, "fig3-1")[0].endswith("filter trusted")
+    assert figure_settings(cfg, "fig1-3")[:2] == ["dataset cifar10; classes 2", "original: the training image unchanged"]
 
 
 def test_image_and_filtering_figures_train_no_victims():

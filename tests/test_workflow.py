@@ -40,6 +40,18 @@ def test_full_config_plans_every_figure_without_network(tmp_path):
     assert jobs["prepare_data"] == 1 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
 
 
+def test_slurm_profile_plans_the_full_grid_with_a_gpu_per_training_job(tmp_path):
+    r = snakemake(tmp_path, "--configfile", str(ROOT / "config.yaml"), "--profile", str(ROOT / "profiles/slurm"), "-n")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert sum(job_counts(out).values()) == sum(job_counts(snakemake(
+        tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n").stdout).values())
+    jobs = {m[1]: m[2] for m in re.finditer(r"^rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)}
+    for rule in ("train_victim", "train_surrogate", "train_gan", "perturb_class"):
+        assert "gpu=1" in jobs[rule] and "mem_mb=8000" in jobs[rule], rule
+    assert "runtime=720" in jobs["train_gan"] and "gpu" not in jobs["plot_heatmap"]
+
+
 @pytest.mark.parametrize("figure, expected", [
     # one perturbation file per class serves all 5 rates: 10 perturbations for 50 poison sets
     ("fig3-8", {"train_surrogate": 1, "perturb_class": 10, "poison_dataset": 50, "train_victim": 50}),
@@ -135,6 +147,18 @@ def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
     last = log["loss_trace"][-1]
     assert set(last) == {"step", "poisoned", "poisoned_without_trigger", "all"}
     assert last["poisoned"]["median"] < last["poisoned_without_trigger"]["median"]
+
+
+@pytest.mark.slow
+def test_report_shows_every_figure_with_its_caption_filed_by_chapter(demo, tmp_path):
+    r = snakemake(demo, "--configfile", str(ROOT / "config/demo.yaml"), "--report", str(tmp_path / "report.html"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    figures = load_config("config/demo.yaml")["figures"]
+    for name, spec in figures.items():
+        assert f"results/figures/{name}.png" in html and spec["section"] in html, name
+    assert html.count("Filed under <em>") == len(figures)  # one rendered caption per figure
+    assert "results/tables/fig3-8.csv" in html and "results/tables/all_victims.csv" in html
 
 
 @pytest.mark.slow

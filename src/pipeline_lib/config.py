@@ -195,6 +195,23 @@ def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, P
             for t in targets(config, g) for a in amounts(g) for s in g["seeds"]]
 
 
+def figure_settings(config: dict[str, Any], figure: str) -> list[str]:
+    """One 'label: key value; ...' line per series (or column) of a figure, for its report caption."""
+    spec = _figure(config, figure)
+
+    def line(label: str, pairs: dict[str, Any]) -> str:
+        text = "; ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in pairs.items())
+        text = text or "the training image unchanged"
+        return f"{label}: {text}" if label else text
+
+    if spec["kind"] == "examples":
+        head = line("", {"dataset": spec["dataset"], "classes": spec["classes"]})
+        return [head] + [line(label, column) for label, column in spec["columns"].items()]
+    keys = GRID_KEYS + (("filter",) if spec["kind"] in FILTER_KINDS else ())
+    return [line(label, {k: g[k] for k in keys if k in g} | ({"filter": spec["filter"]} if "filter" in keys else {}))
+            for label, g in series(config, figure)]
+
+
 def example_classes(config: dict[str, Any], figure: str) -> list[int]:
     """The classes an examples figure draws its images from."""
     spec = _figure(config, figure)

@@ -39,18 +39,21 @@ def lease_gpu(n_devices: int, lock_dir: Path = LOCK_DIR, poll_seconds: float = 2
         time.sleep(poll_seconds)
 
 
-def in_slurm_job() -> bool:
-    """Whether this process runs inside a SLURM allocation."""
-    return "SLURM_JOB_ID" in os.environ
+def lease_dir() -> Path:
+    """Where leases live: one pool per machine, or one per SLURM allocation, whose GPUs are its own."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return LOCK_DIR / f"slurm-{job}" if job else LOCK_DIR
 
 
 @contextmanager
 def acquire() -> Iterator[torch.device]:
-    """The device a job should use: SLURM's allocation as given, a leased local GPU, or the CPU."""
+    """The device a job should use: a GPU leased among the visible ones, or the CPU.
+
+    Inside a SLURM job CUDA_VISIBLE_DEVICES already holds only the allocated GPUs, so the job leases
+    among those alone and never waits on another job's lock on the same node.
+    """
     if not torch.cuda.is_available():
         yield torch.device("cpu")
-    elif in_slurm_job():  # the scheduler already restricted CUDA_VISIBLE_DEVICES to this job's GPUs
-        yield torch.device("cuda:0")
     else:
-        with lease_gpu(torch.cuda.device_count()) as i:
+        with lease_gpu(torch.cuda.device_count(), lease_dir()) as i:
             yield torch.device(f"cuda:{i}")

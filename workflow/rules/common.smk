@@ -12,6 +12,7 @@ from pipeline_lib.config import (
     example_classes,
     figure_poison_sets,
     figure_rows,
+    figure_settings,
     figure_victims,
     schema_error_line,
 )
@@ -77,6 +78,11 @@ def figures_of(*kinds):
     """Regex matching the names of the figures of some kinds (never matching when there are none)."""
     names = [f for f, spec in config["figures"].items() if spec["kind"] in kinds]
     return "|".join(re.escape(f) for f in names) or "(?!)"
+
+
+def figure_section(w):
+    """The report category of a figure: the seed document and chapter it mirrors."""
+    return config["figures"][w.figure]["section"]
 
 
 def surrogate_data(w):

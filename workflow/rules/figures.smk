@@ -5,7 +5,12 @@ rule aggregate_metrics:
     input:
         victim_metrics,
     output:
-        "results/tables/{figure}.csv",
+        report(
+            "results/tables/{figure}.csv",
+            caption="../report/table.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "table"},
+        ),
     params:
         series=series_labels,
         code=code_version("tables"),
@@ -23,7 +28,12 @@ rule aggregate_all_metrics:
     input:
         all_victim_metrics,
     output:
-        "results/tables/all_victims.csv",
+        report(
+            "results/tables/all_victims.csv",
+            caption="../report/all_victims.rst",
+            category="Tables",
+            labels={"table": "every trained victim"},
+        ),
     params:
         series=lambda w, input: [""] * len(input),
         code=code_version("tables"),
@@ -42,11 +52,12 @@ rule plot_heatmap:
         report(
             "results/figures/{figure}.png",
             caption="../report/heatmap.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         metric=lambda w: config["figures"][w.figure]["metric"],
         code=code_version("plots"),
     wildcard_constraints:
@@ -66,11 +77,12 @@ rule plot_lines:
         report(
             "results/figures/{figure}.png",
             caption="../report/lines.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         metric=lambda w: config["figures"][w.figure]["metric"],
         code=code_version("plots"),
     wildcard_constraints:
@@ -91,11 +103,12 @@ rule plot_loss_trace:
         report(
             "results/figures/{figure}.png",
             caption="../report/loss_trace.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("loss_trace"),
@@ -114,11 +127,12 @@ rule plot_filtering:
         report(
             "results/figures/{figure}.png",
             caption="../report/filtering.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
         code=code_version("plots"),
     wildcard_constraints:
@@ -140,11 +154,12 @@ rule plot_filtered_examples:
         report(
             "results/figures/{figure}.png",
             caption="../report/filtered_examples.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
         inspect=lambda w: config["figures"][w.figure]["inspect"],
         code=code_version("galleries"),
@@ -166,11 +181,12 @@ rule plot_examples:
         report(
             "results/figures/{figure}.png",
             caption="../report/examples.rst",
-            category="Figures",
-            labels={"figure": "{figure}"},
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
         columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],
         classes=lambda w: example_classes(config, w.figure),
         per_class=lambda w: config["figures"][w.figure]["per_class"],

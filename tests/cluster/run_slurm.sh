@@ -12,7 +12,8 @@ SNAKEMAKE=${SNAKEMAKE:-$ROOT/.venv/bin/snakemake}
 if [[ $(id -u) -ne 0 || ! -x /usr/bin/apt-get ]]; then
     echo "SKIP tests/cluster/run_slurm.sh: needs root on Debian to install and start SLURM"; exit 0
 fi
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; }
+install || { apt-get update -qq && install; }   # a fresh machine may have no package lists yet
 
 WORK=$(mktemp -d /tmp/slurm-it.XXXXXX)
 STATE=$WORK/state

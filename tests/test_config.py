@@ -14,10 +14,15 @@ def full_config():
     return load_config("config.yaml")
 
 
+DEFENCE_FIGURES = ["fig5-1", "fig5-2", "seed001-adversarial-training", "seed001-tsne", "seed001-unbalanced",
+                   "seed003-abl", "defence-grid"]
+
+
 @pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml"])
-def test_every_thesis_figure_of_chapters_1_to_4_and_appendix_a_is_configured(path):
+def test_every_thesis_figure_and_defence_result_of_the_seeds_is_configured(path):
     cfg = load_config(path)
-    assert list(cfg["figures"]) == THESIS_FIGURES
+    assert [f for f in cfg["figures"] if f in THESIS_FIGURES] == THESIS_FIGURES
+    assert set(DEFENCE_FIGURES) <= set(cfg["figures"])
     check_references(cfg)
 
 
@@ -45,8 +50,11 @@ def test_series_override_the_figure_grid():
 @pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml", "config/shared_subsets.yaml"])
 def test_every_figure_is_filed_under_the_chapter_it_mirrors(path):
     for name, spec in load_config(path)["figures"].items():
-        chapter = name.split("fig")[1].split("-")[0]
-        assert spec["section"].startswith("Thesis ch. " + chapter if chapter != "A" else "Thesis appendix A"), name
+        if name.startswith("seed"):
+            assert spec["section"].startswith("Seed " + name[4:7]), name
+        elif "fig" in name:
+            chapter = name.split("fig")[1].split("-")[0]
+            assert spec["section"].startswith("Thesis ch. " + chapter if chapter != "A" else "Thesis appendix A"), name
 
 
 def test_report_captions_list_the_settings_of_each_series():
@@ -58,6 +66,15 @@ def test_report_captions_list_the_settings_of_each_series():
         ["Gu et al.", "adversarial (l2)", "GAN (tau 0.2)"]
     assert figure_settings(cfg, "fig3-1")[0].endswith("filter trusted")
     assert figure_settings(cfg, "fig1-3")[:2] == ["dataset cifar10; classes 2", "original: the training image unchanged"]
+
+
+def test_a_defences_list_repeats_every_series_once_per_defence():
+    cfg = load_config("config/demo.yaml")
+    rows = figure_rows(cfg, "defence-grid")
+    assert len(rows) == 4 * 6 and {v.defence for _, v in rows} == {"none", "adv", "dp_1", "abl", "spectral",
+                                                                    "clustering"}
+    assert {v.amount for label, v in rows if label == "SIG"} == {"p1"}
+    assert {v.defence for _, v in figure_rows(cfg, "fig5-1")} == {"sgd_frozen", "dp_0", "dp_033", "dp_067", "dp_1"}
 
 
 def test_image_and_filtering_figures_train_no_victims():
@@ -86,6 +103,11 @@ def test_image_and_filtering_figures_train_no_victims():
      "figures.fig3-4.columns.l2 300.perturbation': unknown perturbation"),
     (lambda c: c["figures"]["fig3-4"].pop("columns"), "figures.fig3-4.columns': missing (a 'examples' figure"),
     (lambda c: c["figures"]["fig3-1"].pop("filter"), "figures.fig3-1.filter': missing (a 'filtering' figure"),
+    (lambda c: c["figures"]["fig5-1"]["series"]["SGD"].update(defence="dp_2"),
+     "figures.fig5-1.series.SGD.defence': unknown defence 'dp_2'"),
+    (lambda c: c["defences"]["dp_1"].update(pretrained="imagenet"), "defences.dp_1.pretrained': unknown surrogate"),
+    (lambda c: c["figures"]["fig3-8"].update(metric=["asr_labelled", "clean_accuracy"]),
+     "figures.fig3-8.metric': a 'asr_heatmap' figure draws one metric"),
 ])
 def test_wrong_references_are_reported_by_key(edit, message):
     cfg = full_config()

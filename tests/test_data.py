@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline_lib.artifacts import ArtifactError
-from pipeline_lib.data import CIFAR100_COARSE, load_prepared, load_source, save_prepared
+from pipeline_lib.data import CIFAR100_COARSE, load_prepared, load_source, save_prepared, with_train_counts
 
 
 def write(path, **arrays):
@@ -66,3 +66,14 @@ def test_missing_file_and_unknown_source_are_named(tmp_path):
 
 def test_cifar100_superclasses_have_five_fine_classes_each():
     assert np.bincount(CIFAR100_COARSE).tolist() == [5] * 20
+
+
+def test_train_counts_unbalance_the_training_set_and_keep_the_test_set():
+    ds = load_source("digits", ".")
+    counts = [20] + [100] * 9  # the 001 seed's unbalanced MNIST in miniature: few zeros
+    small = with_train_counts(ds, counts)
+    assert np.bincount(small.y_train).tolist() == counts and len(small.y_test) == len(ds.y_test)
+    first_zeros = ds.x_train[ds.y_train == 0][:20]
+    assert (small.x_train[small.y_train == 0] == first_zeros).all()
+    with pytest.raises(ArtifactError, match="asks for 1000 images of class 0"):
+        with_train_counts(ds, [1000] + counts[1:])

@@ -47,8 +47,24 @@ def test_center_x_is_red_on_colour_images_and_white_on_grey_ones():
     assert Trigger("center_x").apply(grey(c=1, h=32, w=32))[0, 16, 16, 0] == 255
 
 
+def test_sig_adds_a_horizontal_sinusoid_of_the_configured_amplitude_and_frequency():
+    out = Trigger("sig", amplitude=30, frequency=6).apply(grey(h=4, w=32, v=100)).astype(int)
+    # v(i, j) = 30 sin(2 pi j 6 / 32): j = 1 -> 30 sin(3 pi / 8) = 27.7 -> 28; j = 4 -> 30 sin(3 pi / 2) = -30; j = 8 -> 0
+    assert out[0, 0, 1, 0] == 128 and out[0, 0, 4, 0] == 70 and out[0, 0, 8, 0] == 100
+    assert (out == out[:, :1]).all() and (out == out[..., :1]).all()  # the same in every row and channel
+    assert Trigger("sig", amplitude=30).apply(grey(w=32, v=250)).max() == 255  # clipped
+
+
+def test_blend_mixes_a_fixed_seeded_pattern_at_ratio_alpha():
+    t = Trigger("blend", alpha=0.25, seed=3)
+    zeros, whites = t.apply(grey(v=0)).astype(float), t.apply(grey(v=255)).astype(float)
+    pattern = np.random.default_rng(3).integers(0, 256, (8, 8, 3))
+    assert np.abs(zeros[0] - 0.25 * pattern).max() <= 0.5 and np.abs(whites[0] - (191.25 + 0.25 * pattern)).max() <= 0.5
+    assert (t.apply(grey()) == t.apply(grey())).all() and (t.apply(grey()) != Trigger("blend", seed=4).apply(grey())).any()
+
+
 @pytest.mark.parametrize("kw", [{"pattern": "star"}, {"pattern": "bottom_right", "amplitude": 0},
-                                {"pattern": "bottom_right", "amplitude": 300}])
+                                {"pattern": "bottom_right", "amplitude": 300}, {"pattern": "blend", "alpha": 0}])
 def test_bad_trigger_parameters_are_refused(kw):
     with pytest.raises(ValueError):
         Trigger(**kw)

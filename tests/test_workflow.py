@@ -116,7 +116,8 @@ def test_demo_draws_every_figure_from_real_training(demo):
     assert gu[gu["count"] == 34]["asr_labelled"].mean() >= 0.9
     assert ((lc["fraction_of_class"] - lc["rate"]).abs() < 0.005).all()  # count = round(rate x class size)
     every = pd.read_csv(demo / "results/tables/all_victims.csv")
-    assert set(every["method"]) == {"badnets", "label_consistent"} and every["clean_accuracy"].min() > 0.85
+    assert set(every["method"]) == {"badnets", "label_consistent"}
+    assert every[every["defence"] == "none"]["clean_accuracy"].min() > 0.85
 
 
 @pytest.mark.slow
@@ -147,6 +148,22 @@ def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
     last = log["loss_trace"][-1]
     assert set(last) == {"step", "poisoned", "poisoned_without_trigger", "all"}
     assert last["poisoned"]["median"] < last["poisoned_without_trigger"]["median"]
+
+
+@pytest.mark.slow
+def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
+    grid = pd.read_csv(demo / "results/tables/defence-grid.csv")
+    assert len(grid) == 24 and set(grid["defence"]) == {"none", "adv", "dp_1", "abl", "spectral", "clustering"}
+    dp = grid[grid["defence"] == "dp_1"]
+    assert (dp["epsilon"] > 0).all() and dp["epsilon"].nunique() == 1  # same lots and steps, same budget
+    assert grid[grid["defence"] == "abl"]["isolation_precision"].between(0, 1).all()
+    assert grid[grid["defence"] == "spectral"]["flagged"].notna().all()
+    badnets = grid[grid["series"] == "BadNets"].set_index("defence")["asr_labelled"]
+    assert badnets["none"] > 0.9 and badnets["dp_1"] < 0.5  # DP-SGD defeats the demo's BadNets
+    assert (demo / "results/tables/seed003-abl.md").read_text().startswith("# Anti-Backdoor Learning")
+    lines = pd.read_csv(demo / "results/tables/fig5-1.csv")
+    assert set(lines["defence"]) == {"sgd_frozen", "dp_0", "dp_033", "dp_067", "dp_1"} and len(lines) == 15
+    assert (demo / "results/figures/seed001-tsne.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -204,7 +221,8 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module, reruns, kept", [
-    ("evaluate", {"evaluate_victim": 72}, {"train_victim", "poison_dataset", "train_surrogate"}),
+    ("evaluate", {"evaluate_victim": 126}, {"train_victim", "poison_dataset", "train_surrogate"}),
+    ("defenses", {"train_victim": 126}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
     ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_victim"}),
 ])

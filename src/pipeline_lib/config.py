@@ -9,7 +9,8 @@ from .attacks import Amount
 from .artifacts import ArtifactError
 from .data import num_classes
 
-VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace")  # figures drawn from trained victims
+# figures drawn from trained victims
+VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
 FILTER_KINDS = ("filtering", "filtered_examples")                            # figures drawn from scored poison sets
 GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
 
@@ -40,14 +41,16 @@ def classes_of(config: dict[str, Any], dataset: str) -> int:
 
 
 def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any]]]:
-    """A figure's (label, grid) pairs: each `series` entry over the figure-level grid keys, or that grid alone."""
+    """A figure's (label, grid) pairs: each `series` entry over the figure-level grid keys, or that grid alone;
+    a figure's `defences` list repeats every series once per defence (same label, its own `defence`)."""
     spec = config["figures"][figure]
     base = {k: spec[k] for k in GRID_KEYS if k in spec}
     entries = spec.get("series") or {"": {}}
     out = []
     for label, override in entries.items():
         grid = {k: v for k, v in base.items() if not ({"rates", "counts"} & set(override) and k in ("rates", "counts"))}
-        out.append((label, {"defence": "none", "seeds": [0], **grid, **override}))
+        grid = {"defence": "none", "seeds": [0], **grid, **override}
+        out += [(label, {**grid, "defence": d}) for d in spec["defences"]] if "defences" in spec else [(label, grid)]
     return out
 
 
@@ -62,6 +65,8 @@ def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str,
     for key, section in (("dataset", "datasets"), ("attack", "attacks"), ("recipe", "recipes")):
         if key in grid:
             _known(config, f"{where}.{key}", section, grid[key], key)
+    if grid["defence"] != "none":
+        _known(config, f"{where}.defence", "defences", grid["defence"], "defence")
     n = classes_of(config, grid["dataset"])
     bad = [t for t in grid["targets"] if t >= n] if grid["targets"] != "all" else []
     if bad:
@@ -81,6 +86,9 @@ def check_references(config: dict[str, Any]) -> None:
         need = {"pgd": "surrogate", "gan_interpolation": "gan"}.get(p["method"])
         if need and need not in p:
             raise ConfigError(f"config key 'perturbations.{name}.{need}': method '{p['method']}' needs a {need}")
+    for name, d in config.get("defences", {}).items():
+        if "pretrained" in d:
+            _known(config, f"defences.{name}.pretrained", "surrogates", d["pretrained"], "surrogate")
     for name, attack in config["attacks"].items():
         _known(config, f"attacks.{name}.trigger", "triggers", attack["trigger"], "trigger")
         if "perturbation" in attack:
@@ -104,9 +112,13 @@ def check_references(config: dict[str, Any]) -> None:
             continue
         if kind in FILTER_KINDS:
             _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
+        if isinstance(spec["metric"], list) and kind not in ("asr_lines", "per_class_lines", "defence_heatmap"):
+            raise ConfigError(f"config key 'figures.{fig}.metric': a '{kind}' figure draws one metric, not a list")
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
             _check_grid(config, fig, label, grid, needs)
+            if kind == "tsne" and (grid["targets"] == "all" or len(grid["targets"]) != 1):
+                raise ConfigError(f"config key 'figures.{fig}.targets': a t-SNE figure maps exactly one class")
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")

@@ -1,6 +1,7 @@
 """Dataset registry: every source is reduced to one canonical uint8 NHWC npz with labels and class names."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,22 @@ def load_source(source: str, data_root: str | Path) -> Dataset:
     if source not in DATASETS:
         raise ArtifactError(f"unknown dataset source '{source}'; known: {', '.join(DATASETS)} or npz:<path>")
     return validate(DATASETS[source](Path(data_root)), source)
+
+
+def with_train_counts(ds: Dataset, counts: list[int] | None) -> Dataset:
+    """Keep the first counts[c] training images of every class c (e.g. the 001 seed's unbalanced MNIST)."""
+    if counts is None:
+        return ds
+    if len(counts) != ds.num_classes:
+        raise ArtifactError(f"train_counts has {len(counts)} entries for {ds.num_classes} classes")
+    keep = []
+    for c, n in enumerate(counts):
+        idx = np.flatnonzero(ds.y_train == c)
+        if n > len(idx):
+            raise ArtifactError(f"train_counts asks for {n} images of class {c}, which has {len(idx)}")
+        keep.append(idx[:n])
+    keep = np.sort(np.concatenate(keep))
+    return dataclasses.replace(ds, x_train=ds.x_train[keep], y_train=ds.y_train[keep])
 
 
 def save_prepared(path: str | Path, ds: Dataset) -> None:

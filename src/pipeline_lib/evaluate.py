@@ -60,4 +60,5 @@ def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dic
         "fraction_of_class": poison["count"] / poison["class_size"],
         "fraction_of_train": poison["count"] / poison["train_size"],
         "train_seconds": log["seconds"], "device": log["device"],
+        **log.get("defence", {}),  # what the defence measured: epsilon, isolation or detection precision
     })

@@ -179,12 +179,19 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 
 
 def build(arch: dict) -> Classifier:
-    """Instantiate a model from its spec {name, in_channels, num_classes, **options}."""
+    """Instantiate a model from its spec {name, in_channels, num_classes, **options}; `group_norm: true` swaps
+    every batch norm for a group norm the way opacus does for DP-SGD (per-sample gradients need no batch stats)."""
     spec = dict(arch)
     name = spec.pop("name")
+    group_norm = spec.pop("group_norm", False)
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
-    return MODELS[name](**spec)
+    model = MODELS[name](**spec)
+    if group_norm:
+        from opacus.validators import ModuleValidator
+
+        model = ModuleValidator.fix(model)
+    return model
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Figures in the thesis's style: per-class heatmaps over target class x poisoning amount."""
+"""Figures in the thesis's style: per-class heatmaps over target class x poisoning amount, defence grids."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -81,14 +81,17 @@ def asr_heatmap(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> 
     save_figure(fig, path)
 
 
-def asr_lines(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> None:
-    """A metric against the poisoning amount, a line per series, a panel per target class (mean +- sd over seeds)."""
+def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str | Path) -> None:
+    """Metrics against the poisoning amount, a line per series, a panel per target class and metric
+    (a row of panels per metric; mean +- sd over seeds)."""
+    metrics = [metric] if isinstance(metric, str) else metric
     order = _columns(df)[0]
     targets = df.sort_values("target").drop_duplicates("target")[["target", "target_name"]].values.tolist()
-    fig, axes = _facets(len(targets))
+    panels = [(m, t, name) for m in metrics for t, name in targets]
+    fig, axes = _facets(len(panels))
     palette = dict(zip(dict.fromkeys(df["series"]), sns.color_palette("colorblind", df["series"].nunique())))
-    for ax, (t, name) in zip(axes.flat, targets):
-        part = df[df["target"] == t].assign(value=100 * df[metric], x=lambda d: d["amount"].map(order.index))
+    for ax, (m, t, name) in zip(axes.flat, panels):
+        part = df[df["target"] == t].assign(value=100 * df[m], x=lambda d: d["amount"].map(order.index))
         names = _columns(part)[1]  # counts differ between target classes
         for label, g in part.groupby("series", sort=False):
             stats = g.groupby("x")["value"].agg(["mean", "std"]).reset_index()
@@ -97,15 +100,62 @@ def asr_lines(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> No
         ax.set_title(f"target: {name}", fontsize=9)
         ax.set_xticks(range(len(order)), [names.get(a, "") for a in order], fontsize=7)
         ax.set_ylim(-3, 103)
+        ax.set_ylabel(METRIC_LABELS[m], fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(targets):]:
+    for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(METRIC_LABELS[metric], fontsize=8)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path, rect=(0, 0.06 + 0.03 * (len(labels) > 4), 1, 1))
+
+
+SUMMARY = {"clean_accuracy": "clean accuracy", "asr_labelled": "ASR", "asr_classified": "ASR (excl. target preds)",
+           "robust_accuracy": "accuracy on triggered", "epsilon": "epsilon", "isolation_precision": "isolation precision",
+           "detection_precision": "detection precision", "detection_recall": "detection recall"}
+
+
+def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows labelled by their series, or by their attack where the figure has no series."""
+    return df.assign(series=df["series"].where(df["series"].notna() & (df["series"] != ""), df["attack"]))
+
+
+def defence_summary(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
+    """Series x defence means (over targets, amounts, seeds) of the metrics and what each defence measured,
+    defences in the given order."""
+    keep = [c for c in SUMMARY if c in df and df[c].notna().any()]
+    df = _series_or_attack(df).assign(defence=lambda d: pd.Categorical(d["defence"], categories=defences))
+    out = df.groupby(["series", "defence"], sort=False, observed=True)[keep].mean().reset_index()
+    out = out.sort_values("defence", kind="stable").sort_values(
+        "series", key=lambda s: s.map(list(dict.fromkeys(df["series"])).index), kind="stable")
+    percent = [c for c in keep if c != "epsilon"]
+    out[percent] = (100 * out[percent]).round(1)
+    return out.rename(columns={"series": "attack", **SUMMARY})
+
+
+def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[str], title: str,
+                    path: str | Path, table: str | Path) -> None:
+    """Attack (series) x defence heatmaps, a panel per metric, and the same means as a markdown table;
+    defences as columns in the given order."""
+    metrics = [metric] if isinstance(metric, str) else metric
+    df = _series_or_attack(df)
+    rows, cols = list(dict.fromkeys(df["series"])), defences
+    fig, axes = plt.subplots(1, len(metrics), figsize=(len(metrics) * (1.3 * len(cols) + 2.6), 0.5 * len(rows) + 2),
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        grid = (100 * df.groupby(["series", "defence"])[m].mean()).unstack("defence").reindex(index=rows, columns=cols)
+        sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
+                    annot_kws={"size": 9})
+        ax.set_title(METRIC_LABELS[m], fontsize=9)
+        ax.set_xlabel("defence")
+        ax.set_ylabel("attack")
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+    with atomic_path(table) as tmp:
+        summary = defence_summary(df, defences)
+        summary = summary.astype(object).where(summary.notna(), None)  # blank cells where a defence reports nothing
+        Path(tmp).write_text(f"# {title}\n\n" + summary.to_markdown(index=False, missingval="") + "\n")
 
 
 LOSS_GROUPS = {"poisoned": "poisoned samples", "all": "all samples",
@@ -164,3 +214,18 @@ def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], titl
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], cls_name: str, title: str,
+                path: str | Path) -> None:
+    """t-SNE maps of clean vs poisoned images of one class, a panel per victim (001 seed, Figure 5)."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4.2), squeeze=False)
+    for ax, (xy, poisoned), name in zip(axes[0], maps, titles):
+        ax.scatter(*xy[~poisoned].T, s=6, c="tab:blue", alpha=0.6, label=f"clean '{cls_name}'")
+        ax.scatter(*xy[poisoned].T, s=6, c="tab:red", alpha=0.8, label=f"poisoned, labelled '{cls_name}'")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, rect=(0, 0.06, 1, 1))

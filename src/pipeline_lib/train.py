@@ -1,4 +1,4 @@
-"""Victim training: one hyperparameter recipe per config block, seeded, on CUDA when leased else CPU."""
+"""Training loops: one hyperparameter recipe per config block, seeded, on the device the caller leases."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,12 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import devices, models
+from . import models
 from .adversarial import Adversary
 from .models import to_float
-from .artifacts import save_json
-from .attacks import read_poison_set
-from .data import load_prepared
 
 
 @dataclass(frozen=True)
@@ -111,20 +108,25 @@ def seed_everything(seed: int) -> None:
 
 
 Tracer = Callable[[nn.Module, int], None]
+LossTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int, device: torch.device,
-          adversary: Adversary | None = None, tracer: Tracer | None = None) -> tuple[models.Classifier, dict[str, Any]]:
-    """Train a fresh model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
+          adversary: Adversary | None = None, tracer: Tracer | None = None, init: models.Classifier | None = None,
+          loss_transform: LossTransform | None = None) -> tuple[models.Classifier, dict[str, Any]]:
+    """Train a model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
 
-    adversary: replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
-    tracer:    called with (model, step) `recipe.trace_per_epoch` times per epoch and at the end.
+    adversary:      replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
+    tracer:         called with (model, step) `recipe.trace_per_epoch` times per epoch and at the end;
+    init:           continue training this model instead of a fresh one;
+    loss_transform: maps the batch's mean loss to the loss minimised (ABL's local gradient ascent, unlearning).
     """
     seed_everything(seed)
     arch = arch_of(recipe, x, num_classes)
-    model = models.build(arch)
+    model = init if init is not None else models.build(arch)
     xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+    if init is None:
+        models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -156,7 +158,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
                 out = model(xb)
                 loss = loss_fn(out.float(), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss_transform(loss) if loss_transform is not None else loss).backward()
             opt.step()
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
@@ -191,21 +193,3 @@ class LossTrace:
             q = torch.quantile(losses, torch.tensor([0.25, 0.5, 0.75], device=losses.device)).tolist()
             point[name] = {"q25": q[0], "median": q[1], "q75": q[2]}
         self.points.append(point)
-
-
-def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], seed: int,
-                 model_out: str, log_out: str, threads: int) -> None:
-    """Stage 4: train on the clean training set with the poison set spliced in."""
-    torch.set_num_threads(threads)
-    ds = load_prepared(data_path)
-    ps, meta = read_poison_set(poison_path)
-    x, y = ps.apply_to(ds.x_train, ds.y_train)
-    r = Recipe.from_config(recipe)
-    sample = np.random.default_rng(seed).permutation(len(y))[:5000]
-    with devices.acquire() as device:
-        trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger": (ps.untriggered, ps.labels),
-                           "all": (x[sample], y[sample])}, device) if r.trace_per_epoch else None
-        model, info = train(x, y, ds.num_classes, r, seed, device, tracer=trace)
-    models.save_weights(model_out, info["arch"], model)
-    save_json(log_out, {**info, "poison": {**meta, "count": len(ps.indices)},
-                        "loss_trace": trace.points if trace else []})

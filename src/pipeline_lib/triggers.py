@@ -1,9 +1,13 @@
-"""Backdoor trigger patterns and their amplitude semantics (thesis 3.5, 3.6, 5.5, 7.6).
+"""Backdoor trigger patterns and their amplitude semantics (thesis 3.5, 3.6, 5.5, 7.6; SIG; blend).
 
-A pattern is a sign map S over (H, W, C): +1 where the trigger is white (or lit), -1 where it is
-black, 0 where the image is left alone. Applying it at amplitude a gives clip(x + a * S, 0, 255):
+A patch pattern is a sign map S over (H, W, C): +1 where the trigger is white (or lit), -1 where it
+is black, 0 where the image is left alone. Applying it at amplitude a gives clip(x + a * S, 0, 255):
 a = 255 replaces the patch by the pattern, smaller a adds +a on white and -a on black pixels,
 exactly as in the thesis authors' poison_attack.py.
+
+Two global triggers are mixed in instead: SIG (Barni et al. 2019) adds the horizontal sinusoid
+v(i, j) = a * sin(2 pi j f / m) over the whole image (m its width); blend (Chen et al. 2017) mixes
+a fixed pattern in at ratio alpha, x' = (1 - alpha) x + alpha p. Both round to the nearest integer.
 """
 from __future__ import annotations
 
@@ -51,33 +55,56 @@ def center_x(h: int, w: int, c: int) -> np.ndarray:
     return s
 
 
+def sig_signal(h: int, w: int, c: int, amplitude: float, frequency: int) -> np.ndarray:
+    """SIG's horizontal sinusoid a * sin(2 pi j f / w), the same in every row and channel."""
+    row = amplitude * np.sin(2 * np.pi * np.arange(w) * frequency / w)
+    return np.broadcast_to(row[None, :, None], (h, w, c))
+
+
+def blend_pattern(h: int, w: int, c: int, seed: int) -> np.ndarray:
+    """A fixed uniform-noise image in 0..255 drawn from a seed (Chen et al.'s random pattern)."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c)).astype(np.float64)
+
+
 PATTERNS: dict[str, Callable[[int, int, int], np.ndarray]] = {
     "bottom_right": bottom_right,
     "four_corner": four_corner,
     "center_x": center_x,
 }
+GLOBAL_PATTERNS = ("sig", "blend")
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """A named pattern applied at an amplitude on the 0..255 scale."""
+    """A named pattern applied at an amplitude on the 0..255 scale (SIG: the sinusoid's peak; blend: unused)."""
 
     pattern: str
     amplitude: int = 255
+    frequency: int = 6        # SIG: periods across the image width (the ABL seed's f = 6)
+    alpha: float = 0.2        # blend: weight of the pattern
+    seed: int = 0             # blend: the random pattern's seed
 
     def __post_init__(self) -> None:
-        if self.pattern not in PATTERNS:
-            raise ValueError(f"unknown trigger pattern '{self.pattern}'; known: {', '.join(PATTERNS)}")
+        if self.pattern not in PATTERNS and self.pattern not in GLOBAL_PATTERNS:
+            known = ", ".join([*PATTERNS, *GLOBAL_PATTERNS])
+            raise ValueError(f"unknown trigger pattern '{self.pattern}'; known: {known}")
         if not 0 < self.amplitude <= 255:
             raise ValueError(f"trigger amplitude {self.amplitude} outside 1..255")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"blend alpha {self.alpha} outside (0, 1]")
 
     def signs(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The sign map for images of shape (..., H, W, C)."""
+        """The sign map of a patch pattern for images of shape (..., H, W, C)."""
         return PATTERNS[self.pattern](*shape[-3:])
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         """Return triggered copies of uint8 NHWC (or HWC) images."""
         if images.dtype != np.uint8:
             raise TypeError(f"trigger expects uint8 images, got {images.dtype}")
-        delta = self.amplitude * self.signs(images.shape)
-        return np.clip(images.astype(np.int16) + delta, 0, 255).astype(np.uint8)
+        if self.pattern == "sig":
+            mixed = images + sig_signal(*images.shape[-3:], self.amplitude, self.frequency)
+        elif self.pattern == "blend":
+            mixed = (1 - self.alpha) * images + self.alpha * blend_pattern(*images.shape[-3:], self.seed)
+        else:
+            mixed = images.astype(np.int16) + self.amplitude * self.signs(images.shape)
+        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)

@@ -16,6 +16,7 @@ from pipeline_lib.config import (
     figure_victims,
     schema_error_line,
 )
+from pipeline_lib.defenses import NEEDS_BASE
 from pipeline_lib.gan import partner_class
 from pipeline_lib.data import local_path
 from pipeline_lib.provenance import code_version
@@ -78,6 +79,36 @@ def figures_of(*kinds):
     """Regex matching the names of the figures of some kinds (never matching when there are none)."""
     names = [f for f, spec in config["figures"].items() if spec["kind"] in kinds]
     return "|".join(re.escape(f) for f in names) or "(?!)"
+
+
+def defence_spec(w):
+    """A victim's defence: its config block, or plain training for 'none'."""
+    return {"method": "none"} if w.defence == "none" else canonical(config["defences"][w.defence])
+
+
+def defence_inputs(w):
+    """What a defence reads beside the data: the public-data model (DP-SGD) or the undefended victim."""
+    spec = defence_spec(w)
+    if "pretrained" in spec:
+        return {"pretrained": f"results/surrogates/{spec['pretrained']}/model.pt"}
+    if spec["method"] in NEEDS_BASE:
+        return {"base": f"{VICTIM}/model.pt".format(**{**dict(w.items()), "defence": "none"})}
+    return {}
+
+
+def tsne_inputs(w):
+    """Each victim of a t-SNE figure with the poisoned training set it learned from."""
+    rows = figure_rows(config, w.figure)
+    return {
+        "models": [f"{v.path}/model.pt" for _, v in rows],
+        "poisons": [f"results/poisoned/{v.dataset}/{v.attack}/t{v.target}-{v.amount}-s{v.seed}.npz" for _, v in rows],
+        "data": f"results/data/{rows[0][1].dataset}.npz",
+    }
+
+
+def tsne_titles(w):
+    """A t-SNE panel's title: the series label and the defence."""
+    return [" | ".join(filter(None, [label, f"defence: {v.defence}"])) for label, v in figure_rows(config, w.figure)]
 
 
 def figure_section(w):

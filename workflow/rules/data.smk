@@ -8,6 +8,7 @@ rule prepare_data:
         "results/data/{dataset}.npz",
     params:
         source=dataset_source,
+        train_counts=lambda w: config["datasets"][w.dataset].get("train_counts"),
         data_root=config["data_root"],
         code=code_version("data"),
     conda:

@@ -15,7 +15,7 @@ rule aggregate_metrics:
         series=series_labels,
         code=code_version("tables"),
     wildcard_constraints:
-        figure=figures_of("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace"),
+        figure=figures_of("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -93,6 +93,65 @@ rule plot_lines:
         "results/logs/plot_lines/{figure}.log",
     script:
         "../scripts/plot_lines.py"
+
+
+rule plot_defence_heatmap:
+    input:
+        "results/tables/{figure}.csv",
+    output:
+        figure=report(
+            "results/figures/{figure}.png",
+            caption="../report/defence_heatmap.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
+        ),
+        table=report(
+            "results/tables/{figure}.md",
+            caption="../report/defence_table.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "summary table"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
+        metric=lambda w: config["figures"][w.figure]["metric"],
+        defences=lambda w: list(dict.fromkeys(v.defence for _, v in figure_rows(config, w.figure))),
+        code=code_version("plots"),
+    wildcard_constraints:
+        figure=figures_of("defence_heatmap"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_defence_heatmap/{figure}.log",
+    script:
+        "../scripts/plot_defence_heatmap.py"
+
+
+rule plot_tsne:
+    input:
+        unpack(tsne_inputs),
+    output:
+        report(
+            "results/figures/{figure}.png",
+            caption="../report/tsne.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "figure"},
+        ),
+    params:
+        title=lambda w: config["figures"][w.figure]["title"],
+        settings=lambda w: figure_settings(config, w.figure),
+        titles=tsne_titles,
+        cls=lambda w: figure_rows(config, w.figure)[0][1].target,
+        clean_sample=lambda w: config["figures"][w.figure]["clean_sample"],
+        code=code_version("activations"),
+    wildcard_constraints:
+        figure=figures_of("tsne"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        "results/logs/plot_tsne/{figure}.log",
+    script:
+        "../scripts/plot_tsne.py"
 
 
 rule plot_loss_trace:

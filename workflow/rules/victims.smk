@@ -1,10 +1,12 @@
-# Stages 4-5: train a victim on each poisoned set, then evaluate it on clean and triggered test images.
+# Stages 4-5: train a victim on each poisoned set under its defence, then evaluate it on clean and triggered
+# test images.
 
 VICTIM = "results/victims/{dataset}/{attack}/{recipe}/{defence}/t{target}-{amount}-s{seed}"
 
 
 rule train_victim:
     input:
+        unpack(defence_inputs),
         data="results/data/{dataset}.npz",
         poison="results/poisoned/{dataset}/{attack}/t{target}-{amount}-s{seed}.npz",
     output:
@@ -12,7 +14,8 @@ rule train_victim:
         log=f"{VICTIM}/train_log.json",
     params:
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
-        code=code_version("train"),
+        defence=defence_spec,
+        code=code_version("victims"),
     threads: config["train_threads"]
     resources:
         gpu=1,

@@ -1,5 +1,6 @@
-from pipeline_lib.data import load_source, save_prepared
+from pipeline_lib.data import load_source, save_prepared, with_train_counts
 from pipeline_lib.runlog import job_log
 
 with job_log(snakemake.log[0]):
-    save_prepared(snakemake.output[0], load_source(snakemake.params.source, snakemake.params.data_root))
+    p = snakemake.params
+    save_prepared(snakemake.output[0], with_train_counts(load_source(p.source, p.data_root), p.train_counts))

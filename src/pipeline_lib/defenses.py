@@ -1,0 +1,292 @@
+"""Defence registry: how a victim learns from a possibly poisoned training set.
+
+none                   plain training under the recipe
+adv_training           PGD adversarial training (Madry et al.; the 001 seed)
+dp_sgd, frozen_sgd     the thesis's DP-SGD defence (5.2, 7.10) with opacus and its SGD baseline: a model
+                       pretrained on public data, all but its last layers frozen, big-lot training
+abl                    Anti-Backdoor Learning (Li et al. 2021; the 003 seed)
+spectral, activation_clustering
+                       data sanitisation (Tran et al. 2018; Chen et al. 2018): flag examples from the
+                       representations of the undefended victim, drop them, retrain
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .adversarial import pgd_adversary
+from .models import to_float
+from .train import Recipe, arch_of, augment, seed_everything, train
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def detection(flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, float]:
+    """Precision and recall of flagged examples (boolean masks over the training set) as poison detectors."""
+    hits = int((flagged & poisoned).sum())
+    return {"flagged": int(flagged.sum()), "precision": hits / max(int(flagged.sum()), 1),
+            "recall": hits / max(int(poisoned.sum()), 1)}
+
+
+@torch.no_grad()
+def per_sample_loss(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
+    """Cross-entropy of every example under a model in eval mode."""
+    model.eval().to(device)
+    out = [nn.functional.cross_entropy(model(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float(),
+                                       torch.from_numpy(y[i:i + 1000]).to(device), reduction="none").cpu()
+           for i in range(0, len(y), 1000)]
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def embeddings(model: models.Classifier, x: np.ndarray, device: torch.device) -> np.ndarray:
+    """Penultimate-layer activations of every example."""
+    model.eval().to(device)
+    return torch.cat([model.embed(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float().cpu()
+                      for i in range(0, len(x), 1000)]).numpy()
+
+
+# --------------------------------------------------------------------------- Anti-Backdoor Learning
+
+
+def lga(loss: torch.Tensor, gamma: float) -> torch.Tensor:
+    """ABL's local gradient ascent: descend while the batch loss is above gamma, ascend below it."""
+    return torch.sign(loss - gamma) * loss
+
+
+def isolate_lowest(losses: np.ndarray, ratio: float) -> np.ndarray:
+    """Indices of the `ratio` share of examples with the lowest loss (at least one)."""
+    return np.argsort(losses, kind="stable")[:max(1, int(len(losses) * ratio))]
+
+
+# --------------------------------------------------------------------------- data sanitisation
+
+
+def spectral_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tran et al.'s outlier score: squared projection on the top singular vector of each class's centred features."""
+    scores = np.zeros(len(labels))
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        centred = features[idx] - features[idx].mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        scores[idx] = (centred @ vt[0]) ** 2
+    return scores
+
+
+def flag_spectral(scores: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
+    """Flag the 1.5 * eps * n highest-scoring examples of every class (Tran et al., eps = assumed poison share)."""
+    flagged = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = min(len(idx), round(1.5 * eps * len(idx)))
+        flagged[idx[np.argsort(-scores[idx], kind="stable")[:k]]] = True
+    return flagged
+
+
+def flag_clusters(features: np.ndarray, labels: np.ndarray, components: int, max_size: float,
+                  seed: int) -> np.ndarray:
+    """Chen et al.'s activation clustering: per class, ICA to a few dimensions, 2-means, flag the smaller
+    cluster when it holds at most `max_size` of the class."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import FastICA
+
+    flagged = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < max(4, components):
+            continue
+        reduced = FastICA(n_components=components, random_state=seed, max_iter=1000,
+                          whiten="unit-variance").fit_transform(features[idx])
+        assign = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(reduced)
+        small = int(np.bincount(assign, minlength=2).argmin())
+        if (assign == small).mean() <= max_size:
+            flagged[idx[assign == small]] = True
+    return flagged
+
+
+# --------------------------------------------------------------------------- DP-SGD and its SGD baseline
+
+
+def freeze_all_but_last(model: models.Classifier, trainable: int) -> list[nn.Parameter]:
+    """Freeze every parameter except those of the last `trainable` convolution/linear layers (their biases
+    included); batch norms stay frozen. Returns the parameters left to train."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for m in layers[-trainable:] for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def from_pretrained(path: str, num_classes: int, seed: int) -> models.Classifier:
+    """A pretrained model with a fresh classifier for this task's classes."""
+    model = models.load_model(path)
+    if model.classifier.out_features != num_classes:
+        torch.manual_seed(seed)
+        model.classifier = nn.Linear(model.classifier.in_features, num_classes,
+                                     bias=model.classifier.bias is not None)
+    return model
+
+
+def frozen_batch_norms(model: nn.Module) -> nn.Module:
+    """Training mode (opacus records per-sample gradients only then) with every batch norm in eval mode."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
+def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, Any], seed: int,
+                 device: torch.device, pretrained: str | None, num_classes: int,
+                 private: bool) -> tuple[models.Classifier, dict[str, Any]]:
+    """Train the last layers of a pretrained model in lots of `lot_size` for `steps` steps; if `private`, by
+    DP-SGD through opacus (Poisson-sampled lots, per-sample clipping to `max_grad_norm`, Gaussian noise).
+    Without a pretrained model, the recipe's model is trained whole, its batch norms made group norms."""
+    from opacus import PrivacyEngine
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    seed_everything(seed)
+    if pretrained is None:
+        arch = arch_of(recipe, x, num_classes) | {"group_norm": True}
+        model = models.build(arch)
+        models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+        model = frozen_batch_norms(model.to(device))
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        arch = models.load_weights(pretrained)[0] | {"num_classes": num_classes}
+        model = frozen_batch_norms(from_pretrained(pretrained, num_classes, seed).to(device))
+        params = freeze_all_but_last(model, spec["trainable_layers"])
+    opt = torch.optim.SGD(params, lr=spec["lr"], momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(data, batch_size=spec["lot_size"], shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    engine = None
+    if private:
+        engine = PrivacyEngine(accountant="rdp", secure_mode=False)
+        model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader,
+                                                 noise_multiplier=spec["noise_multiplier"],
+                                                 max_grad_norm=spec["max_grad_norm"], poisson_sampling=True,
+                                                 noise_generator=torch.Generator(device).manual_seed(seed))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    step, t0, log = 0, time.perf_counter(), []
+    while step < spec["steps"]:
+        frozen_batch_norms(model)  # batch norms keep their pretrained statistics (thesis 7.10)
+        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=spec["physical_batch"],
+                                optimizer=opt) if engine else nullcontext(loader) as batches:
+            for xb, yb in batches:
+                xb, yb = to_float(xb.to(device)), yb.to(device)
+                if recipe.augment:
+                    xb = augment(xb, recipe, gen)
+                opt.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+                if engine is None or not opt._is_last_step_skipped:
+                    step += 1
+                if step >= spec["steps"]:
+                    break
+        log.append({"step": step, "seconds": time.perf_counter() - t0})
+    model = model._module if engine else model
+    info: dict[str, Any] = {"steps": step, "lot_size": spec["lot_size"]}
+    if engine:
+        info |= {"noise_multiplier": spec["noise_multiplier"], "max_grad_norm": spec["max_grad_norm"],
+                 "delta": spec["delta"], "epsilon": engine.get_epsilon(spec["delta"])}
+    return model.cpu(), {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log,
+                         "defence": info}
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a defence may use beside the training set."""
+
+    poisoned: np.ndarray        # mask of the poisoned training examples: scores detection, never used to train
+    pretrained: str | None      # dp_sgd / frozen_sgd: weights of the model pretrained on public data
+    base: str | None            # spectral / activation_clustering: weights of the undefended victim
+
+
+Array, Spec = np.ndarray, dict[str, Any]
+Trained = tuple[models.Classifier, dict[str, Any]]
+DefenceFn = Callable[[np.ndarray, np.ndarray, int, Recipe, dict[str, Any], int, torch.device, Context], Trained]
+
+
+def _none(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+          ctx: Context) -> Trained:
+    """Plain training."""
+    return train(x, y, nc, recipe, seed, device)
+
+
+def _adv_training(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+                  ctx: Context) -> Trained:
+    """Every batch replaced by its PGD adversarial version (Madry et al.)."""
+    return train(x, y, nc, recipe, seed, device, adversary=pgd_adversary(spec))
+
+
+def _dp_sgd(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+            ctx: Context) -> Trained:
+    """DP-SGD on the last layers of the pretrained model."""
+    return train_frozen(x, y, recipe, spec, seed, device, ctx.pretrained, nc, private=True)
+
+
+def _frozen_sgd(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+                ctx: Context) -> Trained:
+    """The DP-SGD setting with plain SGD (the thesis's baseline, learning rate divided by the microbatches)."""
+    return train_frozen(x, y, recipe, spec, seed, device, ctx.pretrained, nc, private=False)
+
+
+def _abl(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+         ctx: Context) -> Trained:
+    """Isolate the lowest-loss examples after LGA training, train on the rest, unlearn the isolated ones."""
+    t0 = time.perf_counter()
+    isolation = dataclasses.replace(recipe, epochs=spec["isolation_epochs"], schedule="step", milestones=())
+    model, _ = train(x, y, nc, isolation, seed, device, loss_transform=lambda loss: lga(loss, spec["gamma"]))
+    isolated = np.zeros(len(y), bool)
+    isolated[isolate_lowest(per_sample_loss(model, x, y, device), spec["isolation_ratio"])] = True
+    model, info = train(x[~isolated], y[~isolated], nc, recipe, seed, device, init=model)
+    unlearning = dataclasses.replace(recipe, epochs=spec["unlearning_epochs"], lr=spec["unlearning_lr"],
+                                     schedule="step", milestones=(), augment=False)
+    model, _ = train(x[isolated], y[isolated], nc, unlearning, seed, device, init=model, loss_transform=torch.neg)
+    found = detection(isolated, ctx.poisoned)
+    return model, {**info, "seconds": time.perf_counter() - t0,
+                   "defence": {"isolated": found["flagged"], "isolation_precision": found["precision"],
+                               "isolation_recall": found["recall"]}}
+
+
+def _sanitised(flag: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], np.ndarray]) -> DefenceFn:
+    """A defence that drops the examples `flag` picks from the undefended victim's features, then retrains."""
+    def defence(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
+                ctx: Context) -> Trained:
+        flagged = flag(embeddings(models.load_model(ctx.base), x, device), y, spec, seed)
+        model, info = train(x[~flagged], y[~flagged], nc, recipe, seed, device)
+        found = detection(flagged, ctx.poisoned)
+        return model, {**info, "defence": {"flagged": found["flagged"], "kept": int((~flagged).sum()),
+                                           "detection_precision": found["precision"],
+                                           "detection_recall": found["recall"]}}
+    return defence
+
+
+DEFENCES: dict[str, DefenceFn] = {
+    "none": _none,
+    "adv_training": _adv_training,
+    "dp_sgd": _dp_sgd,
+    "frozen_sgd": _frozen_sgd,
+    "abl": _abl,
+    "spectral": _sanitised(lambda f, y, spec, seed: flag_spectral(spectral_scores(f, y), y, spec["eps"])),
+    "activation_clustering": _sanitised(
+        lambda f, y, spec, seed: flag_clusters(f, y, spec["components"], spec["max_size"], seed)),
+}
+NEEDS_PRETRAINED = ("dp_sgd", "frozen_sgd")
+NEEDS_BASE = ("spectral", "activation_clustering")

@@ -1,0 +1,134 @@
+"""Defences: ABL's loss and isolation, spectral and clustering detectors, DP-SGD through opacus."""
+import numpy as np
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+
+from pipeline_lib import models
+from pipeline_lib.defenses import (Context, DEFENCES, detection, flag_clusters, flag_spectral, freeze_all_but_last,
+                                   isolate_lowest, lga, spectral_scores, train_frozen)
+from pipeline_lib.train import Recipe
+
+RECIPE = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model_options={"width": 4})
+DP = {"trainable_layers": 3, "lr": 1.0, "lot_size": 64, "steps": 1, "physical_batch": 32, "noise_multiplier": 0.0,
+      "max_grad_norm": 1.0, "delta": 1e-5}
+
+
+def test_lga_descends_above_gamma_and_ascends_below_it():
+    for value, sign in ((0.8, 1.0), (0.3, -1.0)):
+        loss = torch.tensor(value, requires_grad=True)
+        lga(loss, 0.5).backward()
+        assert loss.grad.item() == sign
+
+
+def test_isolation_takes_the_lowest_loss_share():
+    losses = np.array([0.9, 0.01, 0.5, 0.02, 0.7, 0.3, 0.8, 0.6, 0.4, 0.2])
+    assert sorted(isolate_lowest(losses, 0.2).tolist()) == [1, 3]
+    assert isolate_lowest(losses, 0.01).tolist() == [1]  # at least one example
+
+
+def test_detection_precision_and_recall():
+    flagged, poisoned = np.array([1, 1, 0, 0, 1], bool), np.array([1, 0, 1, 0, 1], bool)
+    assert detection(flagged, poisoned) == {"flagged": 3, "precision": 2 / 3, "recall": 2 / 3}
+
+
+def planted(seed=0, n=200, planted_share=0.05):
+    """Two classes of Gaussian features; class 1 holds a few examples shifted along one direction."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(2 * n, 16))
+    y = np.repeat([0, 1], n)
+    poisoned = np.zeros(2 * n, bool)
+    poisoned[n:n + int(planted_share * n)] = True
+    f[poisoned, 0] += 8
+    return f, y, poisoned
+
+
+def test_spectral_signatures_rank_planted_outliers_first():
+    f, y, poisoned = planted()
+    scores = spectral_scores(f, y)
+    assert set(np.argsort(-scores)[:poisoned.sum()]) == set(np.flatnonzero(poisoned))
+    flagged = flag_spectral(scores, y, eps=0.05)
+    assert (flagged & poisoned).sum() == poisoned.sum() and flagged[y == 0].sum() == 15  # 1.5 x 5% x 200
+
+
+def test_activation_clustering_flags_the_small_cluster_and_only_there():
+    f, y, poisoned = planted(planted_share=0.15)
+    flagged = flag_clusters(f, y, components=2, max_size=0.35, seed=0)
+    assert detection(flagged[y == 1], poisoned[y == 1])["recall"] == 1.0
+    assert detection(flagged, poisoned)["precision"] >= 0.9
+
+
+@pytest.fixture
+def pretrained(tmp_path):
+    """A small CNN on 8x8 grey images saved as a 'public-data' model (random weights; 5 classes)."""
+    torch.manual_seed(0)
+    arch = {"name": "small_cnn", "in_channels": 1, "num_classes": 5, "width": 4}
+    path = tmp_path / "pretrained.pt"
+    models.save_weights(path, arch, models.build(arch))
+    return str(path)
+
+
+def digits_like(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def test_only_the_last_two_convolutions_and_the_classifier_train():
+    model = models.build({"name": "small_cnn", "in_channels": 1, "num_classes": 10, "width": 4})
+    params = freeze_all_but_last(model, 3)
+    assert {id(p) for p in params} == {id(p) for p in model.parameters() if p.requires_grad}
+    assert len(params) == 4  # two bias-free convolutions, the classifier's weight and bias
+
+
+def changed(before, model):
+    return torch.cat([(a - b).flatten() for a, b in zip(before, model.state_dict().values())]).norm().item()
+
+
+def test_dp_sgd_clips_each_example_so_one_lot_moves_the_weights_at_most_lr_times_the_bound(pretrained):
+    x, y = digits_like()
+    before = [v.clone() for v in models.load_model(pretrained).state_dict().values()][:-2]  # classifier is new
+    spec = DP | {"lot_size": len(y), "max_grad_norm": 0.01}  # every example in the lot; tiny clipping bound
+    private, info = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=True)
+    plain, _ = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=False)
+    assert changed(before, private) <= 1.0 * 0.01 * 1.0001  # sum of clipped gradients / lot size <= bound
+    assert changed(before, plain) > 10 * changed(before, private)
+    assert info["defence"]["epsilon"] == float("inf")  # noise 0 gives no privacy
+
+
+def test_reported_epsilon_is_opacus_accounting_of_the_steps_taken(pretrained):
+    x, y = digits_like(n=256)
+    spec = DP | {"noise_multiplier": 1.0, "steps": 3}
+    _, info = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=True)
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 64 / 256, 3)]
+    assert info["defence"]["steps"] == 3
+    assert info["defence"]["epsilon"] == pytest.approx(accountant.get_epsilon(1e-5))
+
+
+def test_dp_training_is_seeded(pretrained):
+    x, y = digits_like()
+    spec = DP | {"noise_multiplier": 1.0, "steps": 2, "lot_size": 16}
+    runs = [train_frozen(x, y, RECIPE, spec, 3, torch.device("cpu"), pretrained, 10, private=True)[0]
+            for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
+
+
+def test_abl_isolates_and_reports_its_precision():
+    x, y = digits_like(n=96)
+    poisoned = np.zeros(96, bool)
+    poisoned[:4] = True
+    spec = {"gamma": 0.5, "isolation_ratio": 0.05, "isolation_epochs": 1, "unlearning_epochs": 1,
+            "unlearning_lr": 5e-4}
+    model, info = DEFENCES["abl"](x, y, 10, RECIPE, spec, 0, torch.device("cpu"), Context(poisoned, None, None))
+    assert info["defence"]["isolated"] == 4 and 0 <= info["defence"]["isolation_precision"] <= 1
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
+def test_dp_sgd_without_a_public_model_trains_the_whole_network_with_group_norms(tmp_path):
+    x, y = digits_like()
+    model, info = train_frozen(x, y, RECIPE, DP | {"noise_multiplier": 1.0}, 0, torch.device("cpu"), None, 10,
+                               private=True)
+    assert info["arch"]["group_norm"] and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    models.save_weights(tmp_path / "m.pt", info["arch"], model)
+    assert all(torch.equal(a, b) for a, b in zip(models.load_model(tmp_path / "m.pt").state_dict().values(),
+                                                 model.state_dict().values()))

@@ -36,8 +36,9 @@ def test_full_config_plans_every_figure_without_network(tmp_path):
     cfg = load_config("config.yaml")
     victims = {v for f in cfg["figures"] for v in figure_victims(cfg, f)}
     assert jobs["train_victim"] == jobs["evaluate_victim"] == len(victims) > 500
-    assert jobs["train_surrogate"] == 5 and jobs["train_gan"] == jobs["encode_class"] == 10
-    assert jobs["prepare_data"] == 1 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
+    assert jobs["train_surrogate"] == 7 and jobs["train_gan"] == jobs["encode_class"] == 10
+    assert jobs["prepare_data"] == 4 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
+    assert jobs["plot_lines"] == 8 and jobs["plot_defence_heatmap"] == 5 and jobs["plot_tsne"] == 1
 
 
 def test_slurm_profile_plans_the_full_grid_with_a_gpu_per_training_job(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.plots import defence_heatmap, defence_summary, tsne_panels
+from pipeline_lib.plots import defence_heatmap, defence_means, defence_summary, tsne_panels
 
 
 def victims():
@@ -17,7 +17,7 @@ def victims():
 
 
 def test_summary_averages_seeds_and_keeps_the_configured_defence_order():
-    out = defence_summary(victims(), ["none", "dp_1", "abl"])
+    out = defence_summary(defence_means(victims(), ["none", "dp_1", "abl"]))
     assert out["attack"].tolist() == ["BadNets"] * 3 + ["SIG"] * 3
     assert out["defence"].astype(str).tolist()[:3] == ["none", "dp_1", "abl"]
     first = out.iloc[1]

@@ -7,20 +7,18 @@ import torch
 
 from . import models
 from .attacks import read_poison_set
-from .data import load_prepared
+from .data import Dataset, load_prepared
 from .defenses import embeddings
 from .plots import tsne_panels
 
 
-def class_activations(model_path: str, data_path: str, poison_path: str, cls: int, max_clean: int,
+def class_activations(model_path: str, ds: Dataset, poison_path: str, cls: int, max_clean: int,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Penultimate activations of up to `max_clean` clean training images labelled `cls` and of every poisoned
     image labelled `cls`, with a mask marking the poisoned ones."""
-    ds = load_prepared(data_path)
     ps, _ = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
-    poisoned = np.zeros(len(y), bool)
-    poisoned[ps.indices] = True
+    poisoned = ps.mask(len(y))
     clean = np.flatnonzero((y == cls) & ~poisoned)
     clean = np.sort(np.random.default_rng(seed).permutation(clean)[:max_clean])
     chosen = np.concatenate([clean, np.flatnonzero((y == cls) & poisoned)])
@@ -39,8 +37,9 @@ def tsne_map(features: np.ndarray, seed: int) -> np.ndarray:
 def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], cls: int,
               max_clean: int, title: str, out: str) -> None:
     """One t-SNE panel per victim of a figure, each from its own poisoned training set."""
+    ds = load_prepared(data_path)
     maps = []
     for model_path, poison_path in zip(model_paths, poison_paths):
-        feats, poisoned = class_activations(model_path, data_path, poison_path, cls, max_clean, seed=0)
+        feats, poisoned = class_activations(model_path, ds, poison_path, cls, max_clean, seed=0)
         maps.append((tsne_map(feats, seed=0), poisoned))
-    tsne_panels(maps, titles, load_prepared(data_path).classes[cls], title, out)
+    tsne_panels(maps, titles, ds.classes[cls], title, out)

@@ -65,6 +65,12 @@ class PoisonSet:
         x[self.indices], y[self.indices] = self.images, self.labels
         return x, y
 
+    def mask(self, n: int) -> np.ndarray:
+        """Which of a training set's n examples are poisoned."""
+        poisoned = np.zeros(n, bool)
+        poisoned[self.indices] = True
+        return poisoned
+
 
 def _select(pool: np.ndarray, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
     """Draw n distinct indices from pool, in random order."""

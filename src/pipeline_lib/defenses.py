@@ -12,7 +12,6 @@ spectral, activation_clustering
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -26,7 +25,7 @@ from torch import nn
 from . import models
 from .adversarial import pgd_adversary
 from .models import to_float
-from .train import Recipe, arch_of, augment, seed_everything, train
+from .train import Recipe, Tracer, arch_of, augment, seed_everything, train
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -216,6 +215,7 @@ class Context:
     poisoned: np.ndarray        # mask of the poisoned training examples: scores detection, never used to train
     pretrained: str | None      # dp_sgd / frozen_sgd: weights of the model pretrained on public data
     base: str | None            # spectral / activation_clustering: weights of the undefended victim
+    tracer: Tracer | None = None  # none: records per-sample losses during training (Figure 4-1)
 
 
 Array, Spec = np.ndarray, dict[str, Any]
@@ -226,7 +226,7 @@ DefenceFn = Callable[[np.ndarray, np.ndarray, int, Recipe, dict[str, Any], int, 
 def _none(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
           ctx: Context) -> Trained:
     """Plain training."""
-    return train(x, y, nc, recipe, seed, device)
+    return train(x, y, nc, recipe, seed, device, tracer=ctx.tracer)
 
 
 def _adv_training(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,

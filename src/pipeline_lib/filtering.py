@@ -34,11 +34,9 @@ def score_training_set(data_path: str, poison_path: str, filter_path: str, out: 
     ps, _ = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
     model = models.load_model(filter_path)
-    poisoned = np.zeros(len(y), bool)
-    poisoned[ps.indices] = True
     with devices.acquire() as device:
         prob = label_probability(model, x, y, device)
-    save_npz(out, probability=prob, poisoned=poisoned, labels=y)
+    save_npz(out, probability=prob, poisoned=ps.mask(len(y)), labels=y)
 
 
 def read_scores(path: str) -> dict[str, np.ndarray]:

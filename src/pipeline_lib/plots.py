@@ -81,10 +81,15 @@ def asr_heatmap(df: pd.DataFrame, metric: str, title: str, path: str | Path) -> 
     save_figure(fig, path)
 
 
+def _as_list(metric: str | list[str]) -> list[str]:
+    """One metric or several, as a list."""
+    return [metric] if isinstance(metric, str) else metric
+
+
 def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str | Path) -> None:
     """Metrics against the poisoning amount, a line per series, a panel per target class and metric
     (a row of panels per metric; mean +- sd over seeds)."""
-    metrics = [metric] if isinstance(metric, str) else metric
+    metrics = _as_list(metric)
     order = _columns(df)[0]
     targets = df.sort_values("target").drop_duplicates("target")[["target", "target_name"]].values.tolist()
     panels = [(m, t, name) for m in metrics for t, name in targets]
@@ -120,30 +125,33 @@ def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(series=df["series"].where(df["series"].notna() & (df["series"] != ""), df["attack"]))
 
 
-def defence_summary(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
-    """Series x defence means (over targets, amounts, seeds) of the metrics and what each defence measured,
-    defences in the given order."""
+def defence_means(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
+    """Series x defence means (over targets, amounts, seeds) of the metrics and of what each defence measured;
+    series in order of appearance, defences in the given order."""
     keep = [c for c in SUMMARY if c in df and df[c].notna().any()]
-    df = _series_or_attack(df).assign(defence=lambda d: pd.Categorical(d["defence"], categories=defences))
-    out = df.groupby(["series", "defence"], sort=False, observed=True)[keep].mean().reset_index()
-    out = out.sort_values("defence", kind="stable").sort_values(
-        "series", key=lambda s: s.map(list(dict.fromkeys(df["series"])).index), kind="stable")
-    percent = [c for c in keep if c != "epsilon"]
-    out[percent] = (100 * out[percent]).round(1)
-    return out.rename(columns={"series": "attack", **SUMMARY})
+    df = _series_or_attack(df)
+    df = df.assign(series=pd.Categorical(df["series"], categories=list(dict.fromkeys(df["series"]))),
+                   defence=pd.Categorical(df["defence"], categories=defences))
+    return df.groupby(["series", "defence"], observed=True)[keep].mean().reset_index()
+
+
+def defence_summary(means: pd.DataFrame) -> pd.DataFrame:
+    """The means as the seeds' tables show them: percentages to one decimal, readable column names."""
+    percent = [c for c in means if c in SUMMARY and c != "epsilon"]
+    return means.assign(**{c: (100 * means[c]).round(1) for c in percent}).rename(
+        columns={"series": "attack", **SUMMARY})
 
 
 def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[str], title: str,
                     path: str | Path, table: str | Path) -> None:
     """Attack (series) x defence heatmaps, a panel per metric, and the same means as a markdown table;
     defences as columns in the given order."""
-    metrics = [metric] if isinstance(metric, str) else metric
-    df = _series_or_attack(df)
-    rows, cols = list(dict.fromkeys(df["series"])), defences
-    fig, axes = plt.subplots(1, len(metrics), figsize=(len(metrics) * (1.3 * len(cols) + 2.6), 0.5 * len(rows) + 2),
-                             squeeze=False)
+    metrics = _as_list(metric)
+    means = defence_means(df, defences)
+    fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(
+        len(metrics) * (1.3 * len(defences) + 2.6), 0.5 * means["series"].nunique() + 2))
     for ax, m in zip(axes[0], metrics):
-        grid = (100 * df.groupby(["series", "defence"])[m].mean()).unstack("defence").reindex(index=rows, columns=cols)
+        grid = 100 * means.pivot(index="series", columns="defence", values=m)
         sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
                     annot_kws={"size": 9})
         ax.set_title(METRIC_LABELS[m], fontsize=9)
@@ -152,68 +160,10 @@ def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[st
         ax.tick_params(axis="y", rotation=0)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+    summary = defence_summary(means)
+    summary = summary.astype(object).where(summary.notna(), None)  # blank cells where a defence reports nothing
     with atomic_path(table) as tmp:
-        summary = defence_summary(df, defences)
-        summary = summary.astype(object).where(summary.notna(), None)  # blank cells where a defence reports nothing
         Path(tmp).write_text(f"# {title}\n\n" + summary.to_markdown(index=False, missingval="") + "\n")
-
-
-LOSS_GROUPS = {"poisoned": "poisoned samples", "all": "all samples",
-               "poisoned_without_trigger": "poisoned samples without the trigger"}
-
-
-def moving_average(v: np.ndarray, k: int = 3) -> np.ndarray:
-    """Centred moving average over k points, shrinking at the ends (the thesis smooths Figure 4-1 by 3)."""
-    pad = k // 2
-    c = np.convolve(np.pad(v, pad, mode="edge"), np.ones(k) / k, mode="valid")
-    return c[:len(v)]
-
-
-def loss_trace(logs: list[dict], names: dict[int, str], title: str, path: str | Path) -> None:
-    """Median and interquartile range of per-sample training losses per group, a panel per target (Figure 4-1)."""
-    fig, axes = _facets(len(logs))
-    colors = dict(zip(LOSS_GROUPS, sns.color_palette("colorblind", 3)))
-    for ax, log in zip(axes.flat, logs):
-        trace = log["loss_trace"]
-        steps = np.array([p["step"] for p in trace])
-        for key, label in LOSS_GROUPS.items():
-            if trace and key in trace[0]:
-                q = {s: moving_average(np.array([p[key][s] for p in trace])) for s in ("q25", "median", "q75")}
-                ax.plot(steps, q["median"], color=colors[key], label=label)
-                ax.fill_between(steps, q["q25"], q["q75"], color=colors[key], alpha=0.25)
-        target = log["poison"]["target"]
-        ax.set_title(f"target: {names.get(target, target)} ({log['poison']['count']} poisoned)", fontsize=9)
-        ax.set_xlabel("training step", fontsize=8)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(logs):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("cross-entropy loss", fontsize=8)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    save_figure(fig, path, rect=(0, 0.07, 1, 1))
-
-
-def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], title: str, path: str | Path) -> None:
-    """Poisoned examples found among the N lowest-label-probability training examples (Figure 3-1)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    palette = dict(zip(dict.fromkeys(series), sns.color_palette("colorblind", len(set(series)))))
-    for label in dict.fromkeys(series):
-        runs = [poisoned_among_lowest(s["probability"], s["poisoned"]) for s, lab in zip(scores, series) if lab == label]
-        found = np.mean(runs, axis=0)
-        n = np.arange(1, len(found) + 1)
-        total = int(scores[series.index(label)]["poisoned"].sum())
-        ax.plot(n, found, color=palette[label], label=f"{label} ({total} poisoned)")
-    first = scores[0]
-    ax.plot(n, n * first["poisoned"].mean(), color="grey", ls=":", label="inspecting at random")
-    ax.set_xscale("log")
-    ax.set_xlabel("training examples inspected, lowest label probability first")
-    ax.set_ylabel("poisoned examples found")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
 
 
 def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], cls_name: str, title: str,

@@ -11,7 +11,7 @@ from .artifacts import save_json
 from .attacks import read_poison_set
 from .data import load_prepared
 from .defenses import DEFENCES, Context
-from .train import LossTrace, Recipe, train
+from .train import LossTrace, Recipe
 
 
 def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], defence: dict[str, Any], seed: int,
@@ -22,20 +22,16 @@ def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], defen
     ds = load_prepared(data_path)
     ps, meta = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
-    poisoned = np.zeros(len(y), bool)
-    poisoned[ps.indices] = True
     r = Recipe.from_config(recipe)
-    sample = np.random.default_rng(seed).permutation(len(y))[:5000]
     spec = {k: v for k, v in defence.items() if k != "method"}
     with devices.acquire() as device:
-        if defence["method"] == "none":  # Figure 4-1 traces the losses of plain training only
+        trace = None
+        if r.trace_per_epoch and defence["method"] == "none":  # Figure 4-1 traces plain training only
+            sample = np.random.default_rng(seed).permutation(len(y))[:5000]
             trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger": (ps.untriggered,
-                               ps.labels), "all": (x[sample], y[sample])}, device) if r.trace_per_epoch else None
-            model, info = train(x, y, ds.num_classes, r, seed, device, tracer=trace)
-            info["loss_trace"] = trace.points if trace else []
-        else:
-            model, info = DEFENCES[defence["method"]](x, y, ds.num_classes, r, spec, seed, device,
-                                                      Context(poisoned, pretrained, base))
+                               ps.labels), "all": (x[sample], y[sample])}, device)
+        model, info = DEFENCES[defence["method"]](x, y, ds.num_classes, r, spec, seed, device,
+                                                  Context(ps.mask(len(y)), pretrained, base, trace))
     models.save_weights(model_out, info["arch"], model)
-    save_json(log_out, {"loss_trace": [], "defence": {}, **info, "defence_method": defence["method"],
-                        "poison": {**meta, "count": len(ps.indices)}})
+    save_json(log_out, {"defence": {}, **info, "loss_trace": trace.points if trace else [],
+                        "defence_method": defence["method"], "poison": {**meta, "count": len(ps.indices)}})

@@ -163,6 +163,11 @@ class Victim:
         return Path("results/victims", self.dataset, self.attack, self.recipe, self.defence,
                     f"t{self.target}-{self.amount}-s{self.seed}")
 
+    @property
+    def poisoned(self) -> Poisoned:
+        """The poisoned training set it learned from."""
+        return Poisoned(self.dataset, self.attack, self.target, self.amount, self.seed)
+
 
 def amounts(spec: dict[str, Any]) -> list[str]:
     """A grid's poisoning amounts as path tokens."""

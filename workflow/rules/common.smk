@@ -101,7 +101,7 @@ def tsne_inputs(w):
     rows = figure_rows(config, w.figure)
     return {
         "models": [f"{v.path}/model.pt" for _, v in rows],
-        "poisons": [f"results/poisoned/{v.dataset}/{v.attack}/t{v.target}-{v.amount}-s{v.seed}.npz" for _, v in rows],
+        "poisons": [str(v.poisoned.path) for _, v in rows],
         "data": f"results/data/{rows[0][1].dataset}.npz",
     }
 

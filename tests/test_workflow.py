@@ -29,6 +29,15 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
+@pytest.mark.parametrize("script", sorted((ROOT / "workflow/scripts").glob("*.py")), ids=lambda p: p.stem)
+def test_every_rule_script_imports_names_the_library_defines(script):
+    import importlib
+
+    for module, names in re.findall(r"^from (pipeline_lib[\w.]*) import (.+)$", script.read_text(), re.M):
+        lib = importlib.import_module(module)
+        assert all(hasattr(lib, n.strip()) for n in names.split(",")), (script.name, module, names)
+
+
 def test_full_config_plans_every_figure_without_network(tmp_path):
     r = snakemake(tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n", "--cores", "8", "--resources", "gpu=2")
     assert r.returncode == 0, r.stderr

@@ -166,6 +166,64 @@ def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[st
         Path(tmp).write_text(f"# {title}\n\n" + summary.to_markdown(index=False, missingval="") + "\n")
 
 
+LOSS_GROUPS = {"poisoned": "poisoned samples", "all": "all samples",
+               "poisoned_without_trigger": "poisoned samples without the trigger"}
+
+
+def moving_average(v: np.ndarray, k: int = 3) -> np.ndarray:
+    """Centred moving average over k points, shrinking at the ends (the thesis smooths Figure 4-1 by 3)."""
+    pad = k // 2
+    c = np.convolve(np.pad(v, pad, mode="edge"), np.ones(k) / k, mode="valid")
+    return c[:len(v)]
+
+
+def loss_trace(logs: list[dict], names: dict[int, str], title: str, path: str | Path) -> None:
+    """Median and interquartile range of per-sample training losses per group, a panel per target (Figure 4-1)."""
+    fig, axes = _facets(len(logs))
+    colors = dict(zip(LOSS_GROUPS, sns.color_palette("colorblind", 3)))
+    for ax, log in zip(axes.flat, logs):
+        trace = log["loss_trace"]
+        steps = np.array([p["step"] for p in trace])
+        for key, label in LOSS_GROUPS.items():
+            if trace and key in trace[0]:
+                q = {s: moving_average(np.array([p[key][s] for p in trace])) for s in ("q25", "median", "q75")}
+                ax.plot(steps, q["median"], color=colors[key], label=label)
+                ax.fill_between(steps, q["q25"], q["q75"], color=colors[key], alpha=0.25)
+        target = log["poison"]["target"]
+        ax.set_title(f"target: {names.get(target, target)} ({log['poison']['count']} poisoned)", fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(logs):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("cross-entropy loss", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, rect=(0, 0.07, 1, 1))
+
+
+def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], title: str, path: str | Path) -> None:
+    """Poisoned examples found among the N lowest-label-probability training examples (Figure 3-1)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    palette = dict(zip(dict.fromkeys(series), sns.color_palette("colorblind", len(set(series)))))
+    for label in dict.fromkeys(series):
+        runs = [poisoned_among_lowest(s["probability"], s["poisoned"]) for s, lab in zip(scores, series) if lab == label]
+        found = np.mean(runs, axis=0)
+        n = np.arange(1, len(found) + 1)
+        total = int(scores[series.index(label)]["poisoned"].sum())
+        ax.plot(n, found, color=palette[label], label=f"{label} ({total} poisoned)")
+    first = scores[0]
+    ax.plot(n, n * first["poisoned"].mean(), color="grey", ls=":", label="inspecting at random")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples inspected, lowest label probability first")
+    ax.set_ylabel("poisoned examples found")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
 def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], cls_name: str, title: str,
                 path: str | Path) -> None:
     """t-SNE maps of clean vs poisoned images of one class, a panel per victim (001 seed, Figure 5)."""

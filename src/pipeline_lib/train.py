@@ -86,7 +86,7 @@ def arch_of(recipe: Recipe, x: np.ndarray, num_classes: int) -> dict[str, Any]:
             **recipe.model_options}
 
 
-def _optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
+def optimizer_for(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
     """SGD with momentum; batch-norm biases optionally get airbench's scaled learning rate."""
     bn_bias = [p for m in model.modules() if isinstance(m, nn.BatchNorm2d)
                for p in m.parameters() if p.requires_grad] if r.bias_lr_scale != 1 else []
@@ -131,7 +131,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     gen = torch.Generator(device=device).manual_seed(seed)
-    opt = _optimizer(model, recipe)
+    opt = optimizer_for(model, recipe)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     n = len(xs)
     steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch

@@ -1,0 +1,188 @@
+"""Input-aware dynamic backdoor (Nguyen & Tran 2020): a generator draws a trigger for every input and a mask
+network decides where it goes; the attacker controls training, so the classifier learns alongside them.
+
+x' = x + (g(x) - x) * m(x), with g(x) in [0, 1] and m(x) a near-binary mask. Training mixes, per batch, a
+share `p_attack` of backdoored inputs (labelled the target), a share `p_cross` of cross-trigger inputs (the
+trigger of another image, label kept: a trigger only works on its own image) and clean inputs; a diversity
+loss keeps triggers of different images different, a norm loss keeps masks sparse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .artifacts import atomic_path
+from .models import to_float
+from .train import Recipe, augment, optimizer_for, seed_everything
+
+
+@dataclass(frozen=True)
+class DynamicRecipe:
+    """The attack's hyperparameters (the authors' defaults in comments)."""
+
+    p_attack: float = 0.1         # share of each batch backdoored
+    p_cross: float = 0.1          # share given another image's trigger, label kept
+    lambda_div: float = 1.0       # weight of the diversity loss
+    lambda_norm: float = 100.0    # weight of the mask's density penalty
+    mask_density: float = 0.032   # mask mean allowed before it is penalised
+    mask_epochs: float = 25       # epochs training the mask network alone, first
+    lr_generator: float = 0.01    # Adam (0.5, 0.9) for the generator and the mask network
+    lr_mask: float = 0.01
+    width: int = 16               # channels of the trigger networks
+
+    @classmethod
+    def from_config(cls, block: dict[str, Any]) -> DynamicRecipe:
+        """Build from a config block, rejecting unknown keys by name."""
+        unknown = sorted(set(block) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown input-aware key(s): {', '.join(unknown)}")
+        return cls(**block)
+
+
+class TriggerNet(nn.Module):
+    """A small encoder-decoder from an image to a same-sized map (H and W even)."""
+
+    def __init__(self, c_in: int, c_out: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Upsample(scale_factor=2), nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, c_out, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def pattern(g: TriggerNet, x: torch.Tensor) -> torch.Tensor:
+    """The generator's trigger for each image, in [0, 1]."""
+    return (torch.tanh(g(x)) + 1) / 2
+
+
+def mask(m: TriggerNet, x: torch.Tensor) -> torch.Tensor:
+    """The mask for each image: a steep tanh makes it nearly binary."""
+    return torch.tanh(20 * m(x)) / 2 + 0.5
+
+
+def apply_trigger(g: TriggerNet, m: TriggerNet, x: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+    """x with the trigger and mask drawn for `source` (x itself unless given: the cross-trigger case)."""
+    s = x if source is None else source
+    return x + (pattern(g, s) - x) * mask(m, s)
+
+
+def diversity(x1: torch.Tensor, x2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
+    """Mean ratio of image distance to trigger (or mask) distance, root-mean-square per pair: small when
+    different images get different triggers."""
+    def rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).pow(2).flatten(1).mean(1).sqrt()
+    return (rms(x1, x2) / (rms(t1, t2) + 1e-7)).mean()
+
+
+def _pairs(n: int, batch: int, gen: torch.Generator, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (batch, other batch) index pairs from two independent shuffles."""
+    a, b = torch.randperm(n, generator=gen, device=device), torch.randperm(n, generator=gen, device=device)
+    return [(a[i:i + batch], b[i:i + batch]) for i in range(0, n - batch + 1, batch)]
+
+
+def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: int, recipe: Recipe,
+                      spec: DynamicRecipe, seed: int, device: torch.device
+                      ) -> tuple[models.Classifier, TriggerNet, TriggerNet, dict[str, Any]]:
+    """Train the mask network alone, then the classifier and trigger generator together (all-to-one attack)."""
+    seed_everything(seed)
+    c = x.shape[-1]
+    xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    g, m = TriggerNet(c, c, spec.width).to(device), TriggerNet(c, 1, spec.width).to(device)
+    t0 = time.perf_counter()
+
+    opt_m = torch.optim.Adam(m.parameters(), spec.lr_mask, betas=(0.5, 0.9))
+    m.train()
+    for _ in range(max(1, round(spec.mask_epochs))):
+        for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
+            x1, x2 = to_float(xs[i1]), to_float(xs[i2])
+            m1, m2 = mask(m, x1), mask(m, x2)
+            loss = (spec.lambda_norm * torch.relu(m1 - spec.mask_density).mean()
+                    + spec.lambda_div * diversity(x1, x2, m1, m2))
+            opt_m.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_m.step()
+    m.eval().requires_grad_(False)
+
+    arch = {"name": recipe.model, "in_channels": c, "num_classes": num_classes, **recipe.model_options}
+    model = models.build(arch)
+    models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+    model.to(device).train()
+    g.train()
+    opt_c, opt_g = optimizer_for(model, recipe), torch.optim.Adam(g.parameters(), spec.lr_generator, betas=(0.5, 0.9))
+    steps_per_epoch = max(1, len(ys) // recipe.batch_size)
+    total, step, log = int(recipe.epochs * steps_per_epoch), 0, []
+    while step < total:
+        hits = {"clean": 0.0, "backdoor": 0.0, "cross": 0.0}
+        for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
+            if step >= total:
+                break
+            for group in opt_c.param_groups:
+                group["lr"] = group["base_lr"] * recipe.lr_factor(step, total, steps_per_epoch)
+            x1, x2, y1 = to_float(xs[i1]), to_float(xs[i2]), ys[i1]
+            if recipe.augment:
+                x1, x2 = augment(x1, recipe, gen), augment(x2, recipe, gen)
+            nb, nc = int(spec.p_attack * len(y1)), int(spec.p_cross * len(y1))
+            backdoor = apply_trigger(g, m, x1[:nb])
+            cross = apply_trigger(g, m, x1[nb:nb + nc], source=x2[nb:nb + nc])
+            inputs = torch.cat([backdoor, cross, x1[nb + nc:]])
+            labels = torch.cat([torch.full_like(y1[:nb], target), y1[nb:]])
+            out = model(inputs)
+            loss = (nn.functional.cross_entropy(out, labels)
+                    + spec.lambda_div * diversity(x1[:nb], x2[:nb], pattern(g, x1[:nb]), pattern(g, x2[:nb])))
+            opt_c.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_c.step()
+            opt_g.step()
+            right = (out.argmax(1) == labels).float()
+            hits["backdoor"] += float(right[:nb].mean()) if nb else 0.0
+            hits["cross"] += float(right[nb:nb + nc].mean()) if nc else 0.0
+            hits["clean"] += float(right[nb + nc:].mean())
+            step += 1
+        log.append({"epoch": len(log) + 1, **{f"train_{k}_acc": v / steps_per_epoch for k, v in hits.items()},
+                    "seconds": time.perf_counter() - t0})
+    info = {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log}
+    return model.eval().cpu(), g.eval().cpu(), m.cpu(), info
+
+
+class DynamicTrigger:
+    """A trained generator and mask as a trigger: `apply` maps uint8 NHWC images to their triggered versions."""
+
+    def __init__(self, g: TriggerNet, m: TriggerNet) -> None:
+        self.g, self.m = g.eval(), m.eval()
+
+    @torch.no_grad()
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """Triggered copies of uint8 NHWC images (rounded to the nearest level)."""
+        out = [apply_trigger(self.g, self.m, to_float(torch.from_numpy(images[i:i + 1000])))
+               for i in range(0, len(images), 1000)]
+        x = torch.cat(out).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return x.permute(0, 2, 3, 1).numpy()
+
+    def save(self, path: str, channels: int, width: int) -> None:
+        """Both networks' weights and shapes, atomically (loaded with weights_only)."""
+        with atomic_path(path) as tmp:
+            torch.save({"channels": channels, "width": width, "generator": self.g.state_dict(),
+                        "mask": self.m.state_dict()}, tmp)
+
+    @classmethod
+    def load(cls, path: str) -> DynamicTrigger:
+        """The inverse of save."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        c, w = int(state["channels"]), int(state["width"])
+        g, m = TriggerNet(c, c, w), TriggerNet(c, 1, w)
+        g.load_state_dict(state["generator"])
+        m.load_state_dict(state["mask"])
+        return cls(g, m)

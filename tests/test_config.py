@@ -71,7 +71,7 @@ def test_report_captions_list_the_settings_of_each_series():
 def test_a_defences_list_repeats_every_series_once_per_defence():
     cfg = load_config("config/demo.yaml")
     rows = figure_rows(cfg, "defence-grid")
-    assert len(rows) == 4 * 6 and {v.defence for _, v in rows} == {"none", "adv", "dp_1", "abl", "spectral",
+    assert len(rows) == 5 * 6 and {v.defence for _, v in rows} == {"none", "adv", "dp_1", "abl", "spectral",
                                                                     "clustering"}
     assert {v.amount for label, v in rows if label == "SIG"} == {"p1"}
     assert {v.defence for _, v in figure_rows(cfg, "fig5-1")} == {"sgd_frozen", "dp_0", "dp_033", "dp_067", "dp_1"}
@@ -108,9 +108,27 @@ def test_image_and_filtering_figures_train_no_victims():
     (lambda c: c["defences"]["dp_1"].update(pretrained="imagenet"), "defences.dp_1.pretrained': unknown surrogate"),
     (lambda c: c["figures"]["fig3-8"].update(metric=["asr_labelled", "clean_accuracy"]),
      "figures.fig3-8.metric': a 'asr_heatmap' figure draws one metric"),
+    (lambda c: c["attacks"]["input_aware"].update(recipe="preact18"), "attacks.input_aware.recipe': unknown recipe"),
 ])
 def test_wrong_references_are_reported_by_key(edit, message):
     cfg = full_config()
     edit(cfg)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         check_references(cfg)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda a: a.pop("recipe"),                              # the attacker's classifier needs a recipe
+    lambda a: a.update(trigger="gu"),                       # its trigger is trained, not a fixed pattern
+    lambda a: a["input_aware"].update(p_atack=0.1),         # a misspelt hyperparameter
+])
+def test_the_schema_refuses_malformed_input_aware_attacks(edit):
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from conftest import ROOT
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    edit(cfg["attacks"]["input_aware"])
+    with pytest.raises(WorkflowError):
+        validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))

@@ -1,10 +1,13 @@
 """The input-aware dynamic backdoor: sparse masks, input-dependent triggers, a learned backdoor."""
 import numpy as np
+import pytest
 import torch
 
+from pipeline_lib.attacks import Amount, load_trigger, poison
 from pipeline_lib.data import load_source
 from pipeline_lib.input_aware import (DynamicRecipe, DynamicTrigger, TriggerNet, apply_trigger, diversity,
                                       train_input_aware)
+from pipeline_lib.triggers import Trigger
 from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe
 
@@ -34,7 +37,7 @@ def test_on_digits_the_attack_learns_a_backdoor_with_sparse_input_specific_trigg
     spec = DynamicRecipe(mask_epochs=3, width=8, p_attack=0.2)  # measured: ASR 86%, clean 96%, 7% of pixels
     model, g, m, info = train_input_aware(ds.x_train, ds.y_train, 10, 0, recipe, spec, 0, torch.device("cpu"))
     trigger = DynamicTrigger(g, m)
-    trigger.save(str(tmp_path / "t.pt"), 1, 8)
+    trigger.save(str(tmp_path / "t.pt"))
     loaded = DynamicTrigger.load(str(tmp_path / "t.pt"))
     others = ds.x_test[ds.y_test != 0]
     triggered = loaded.apply(others)
@@ -45,3 +48,46 @@ def test_on_digits_the_attack_learns_a_backdoor_with_sparse_input_specific_trigg
     changed = (triggered != others).any(-1).mean(axis=(1, 2))
     assert changed.mean() < 0.2  # sparse masks: most pixels untouched
     assert (triggered[0] != triggered[1]).any()
+
+
+def untrained_trigger(seed: int = 0) -> DynamicTrigger:
+    torch.manual_seed(seed)
+    return DynamicTrigger(TriggerNet(1, 1, 4), TriggerNet(1, 1, 4))
+
+
+def test_poisoning_gives_random_images_their_own_trigger_and_the_target_label():
+    y = np.repeat(np.arange(10), 20)
+    x = np.random.default_rng(0).integers(0, 256, (200, 8, 8, 1), dtype=np.uint8)
+    trigger = untrained_trigger()
+    ps = poison("input_aware", x, y, 3, Amount(count=40), trigger, seed=0)
+    assert (ps.labels == 3).all() and len(np.unique(y[ps.indices])) > 5
+    assert np.array_equal(ps.images, trigger.apply(x[ps.indices])) and np.array_equal(ps.untriggered, x[ps.indices])
+    badnets = poison("badnets", x, y, 3, Amount(count=40), Trigger("bottom_right"), seed=0)
+    assert np.array_equal(ps.indices, badnets.indices)  # the same images as BadNets with the same seed
+
+
+def test_an_attack_loads_its_trained_networks_or_builds_its_fixed_pattern(tmp_path):
+    trigger = untrained_trigger()
+    trigger.save(str(tmp_path / "trigger.pt"))
+    x = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
+    assert np.array_equal(load_trigger({}, str(tmp_path / "trigger.pt")).apply(x), trigger.apply(x))
+    assert load_trigger({"pattern": "sig", "amplitude": 30}) == Trigger("sig", 30)
+
+
+def test_a_cross_trigger_is_the_trigger_drawn_for_the_source_image():
+    trigger = untrained_trigger()
+    x = np.random.default_rng(2).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
+    own, crossed = trigger.apply(x), trigger.apply(x, sources=x[::-1])
+    assert (own != crossed).any()
+    assert np.array_equal(trigger.apply(x, sources=x), own)
+    with torch.no_grad():
+        by_hand = apply_trigger(trigger.g, trigger.m, torch.from_numpy(x[:1]).permute(0, 3, 1, 2) / 255,
+                                source=torch.from_numpy(x[-1:]).permute(0, 3, 1, 2) / 255)
+    assert np.array_equal(crossed[0, ..., 0], by_hand.clamp(0, 1).mul(255).round()[0, 0].to(torch.uint8).numpy())
+
+
+@pytest.mark.parametrize("block, message", [({"p_attack": 0.6, "p_cross": 0.5}, "exceed the whole batch"),
+                                            ({"lambda": 1.0}, "unknown input-aware key")])
+def test_bad_attack_settings_are_refused_by_name(block, message):
+    with pytest.raises(ValueError, match=message):
+        DynamicRecipe.from_config(block)

@@ -48,6 +48,7 @@ def test_full_config_plans_every_figure_without_network(tmp_path):
     assert jobs["train_surrogate"] == 7 and jobs["train_gan"] == jobs["encode_class"] == 10
     assert jobs["prepare_data"] == 4 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
     assert jobs["plot_lines"] == 8 and jobs["plot_defence_heatmap"] == 5 and jobs["plot_tsne"] == 1
+    assert jobs["train_input_aware"] == 1  # one trained trigger serves both input-aware poison sets
 
 
 def test_slurm_profile_plans_the_full_grid_with_a_gpu_per_training_job(tmp_path):
@@ -126,7 +127,7 @@ def test_demo_draws_every_figure_from_real_training(demo):
     assert gu[gu["count"] == 34]["asr_labelled"].mean() >= 0.9
     assert ((lc["fraction_of_class"] - lc["rate"]).abs() < 0.005).all()  # count = round(rate x class size)
     every = pd.read_csv(demo / "results/tables/all_victims.csv")
-    assert set(every["method"]) == {"badnets", "label_consistent"}
+    assert set(every["method"]) == {"badnets", "label_consistent", "input_aware"}
     assert every[every["defence"] == "none"]["clean_accuracy"].min() > 0.85
 
 
@@ -163,7 +164,7 @@ def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
 @pytest.mark.slow
 def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     grid = pd.read_csv(demo / "results/tables/defence-grid.csv")
-    assert len(grid) == 24 and set(grid["defence"]) == {"none", "adv", "dp_1", "abl", "spectral", "clustering"}
+    assert len(grid) == 30 and set(grid["defence"]) == {"none", "adv", "dp_1", "abl", "spectral", "clustering"}
     dp = grid[grid["defence"] == "dp_1"]
     assert (dp["epsilon"] > 0).all() and dp["epsilon"].nunique() == 1  # same lots and steps, same budget
     assert grid[grid["defence"] == "abl"]["isolation_precision"].between(0, 1).all()
@@ -171,6 +172,11 @@ def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     badnets = grid[grid["series"] == "BadNets"].set_index("defence")["asr_labelled"]
     assert badnets["none"] > 0.9 and badnets["dp_1"] < 0.5  # DP-SGD defeats the demo's BadNets
     assert (demo / "results/tables/seed003-abl.md").read_text().startswith("# Anti-Backdoor Learning")
+    attacker = json.loads((demo / "results/dynamic/digits/dynamic/t0-s0/metrics.json").read_text())
+    assert attacker["asr_labelled"] > 0.5 and attacker["clean_accuracy"] > 0.9  # the attacker-trained classifier
+    dynamic = grid[grid["series"] == "input-aware"].set_index("defence")
+    assert (dynamic["trigger"] == "input_aware").all() and dynamic["amplitude"].isna().all()
+    assert dynamic.loc["none", "asr_labelled"] > 0.5  # a victim trained on the saved poisoned set learns it too
     lines = pd.read_csv(demo / "results/tables/fig5-1.csv")
     assert set(lines["defence"]) == {"sgd_frozen", "dp_0", "dp_033", "dp_067", "dp_1"} and len(lines) == 15
     assert (demo / "results/figures/seed001-tsne.png").stat().st_size > 10_000
@@ -231,8 +237,8 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module, reruns, kept", [
-    ("evaluate", {"evaluate_victim": 126}, {"train_victim", "poison_dataset", "train_surrogate"}),
-    ("defenses", {"train_victim": 126}, {"poison_dataset", "train_surrogate", "prepare_data"}),
+    ("evaluate", {"evaluate_victim": 134}, {"train_victim", "poison_dataset", "train_surrogate"}),
+    ("defenses", {"train_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
     ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_victim"}),
 ])

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
+from .input_aware import DynamicTrigger
 from .triggers import Trigger
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
@@ -94,11 +96,23 @@ def label_consistent(y: np.ndarray, target: int, n: int, rng: np.random.Generato
 ATTACKS: dict[str, Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
     "badnets": badnets,
     "label_consistent": label_consistent,
+    "input_aware": badnets,  # Nguyen & Tran's all-to-one poisoning: random images, each with its own trigger
 }
 
 
+class Triggers(Protocol):
+    """Anything that maps uint8 NHWC images to their triggered versions."""
+
+    def apply(self, images: np.ndarray) -> np.ndarray: ...
+
+
+def load_trigger(spec: dict[str, Any], network: str | None = None) -> Triggers:
+    """An attack's trigger: the trained generator and mask of an input-aware attack, else a fixed pattern."""
+    return DynamicTrigger.load(network) if network else Trigger(**spec)
+
+
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
-           trigger: Trigger, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
+           trigger: Triggers, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
     """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
 
     perturbed: (indices, images) of the target class from the perturbation stage; the selection does
@@ -131,11 +145,12 @@ def read_perturbed(path: str, cls: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_poison_set(data_path: str, out: str, method: str, trigger: dict, target: int, amount: str,
-                     seed: int, perturbed_path: str | None = None) -> None:
+                     seed: int, perturbed_path: str | None = None, trigger_net: str | None = None) -> None:
     """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
     ds = load_prepared(data_path)
     perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
-    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), Trigger(**trigger), seed, perturbed)
+    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), load_trigger(trigger, trigger_net),
+                seed, perturbed)
     save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
              target=np.int64(target),
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))

@@ -90,6 +90,9 @@ def check_references(config: dict[str, Any]) -> None:
         if "pretrained" in d:
             _known(config, f"defences.{name}.pretrained", "surrogates", d["pretrained"], "surrogate")
     for name, attack in config["attacks"].items():
+        if attack["method"] == "input_aware":
+            _known(config, f"attacks.{name}.recipe", "recipes", attack["recipe"], "recipe")
+            continue
         _known(config, f"attacks.{name}.trigger", "triggers", attack["trigger"], "trigger")
         if "perturbation" in attack:
             _known(config, f"attacks.{name}.perturbation", "perturbations", attack["perturbation"], "perturbation")

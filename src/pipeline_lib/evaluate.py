@@ -7,10 +7,9 @@ import numpy as np
 
 from . import devices, models
 from .artifacts import load_json, save_json
-from .attacks import Amount
+from .attacks import Amount, load_trigger
 from .data import load_prepared
 from .models import predict
-from .triggers import Trigger
 
 
 def _rate(hits: np.ndarray) -> float:
@@ -41,21 +40,23 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
 
 
 def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dict[str, Any],
-                    describe: dict[str, Any], out: str) -> None:
-    """Stage 5: clean accuracy, both ASRs and robust accuracy on the test set, with the run's description."""
+                    describe: dict[str, Any], out: str, trigger_net: str | None = None) -> None:
+    """Stage 5: clean accuracy, both ASRs and robust accuracy on the test set, with the run's description;
+    an input-aware attack's test images each get the trigger its generator draws for them."""
     ds = load_prepared(data_path)
     model = models.load_model(model_path)
     log = load_json(log_path)
     target, poison = int(describe["target"]), log["poison"]
     with devices.acquire() as device:
         clean = predict(model, ds.x_test, device)
-        triggered = predict(model, Trigger(**trigger).apply(ds.x_test), device)
+        triggered = predict(model, load_trigger(trigger, trigger_net).apply(ds.x_test), device)
     metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
     amount = Amount.parse(describe["amount"])
     save_json(out, {
         **describe, **metrics,
         "model": log["arch"]["name"], "target_name": ds.classes[target],
-        "trigger": trigger["pattern"], "amplitude": trigger.get("amplitude", 255),
+        "trigger": trigger.get("pattern", describe["method"]),
+        "amplitude": trigger.get("amplitude", 255) if trigger else None,
         "rate": amount.rate, "count": poison["count"],
         "fraction_of_class": poison["count"] / poison["class_size"],
         "fraction_of_train": poison["count"] / poison["train_size"],

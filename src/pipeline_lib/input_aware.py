@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models
-from .artifacts import atomic_path
-from .models import to_float
-from .train import Recipe, augment, optimizer_for, seed_everything
+from . import devices, models
+from .artifacts import atomic_path, save_json
+from .data import load_prepared
+from .models import predict, to_float
+from .train import Recipe, arch_of, augment, optimizer_for, seed_everything
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class DynamicRecipe:
     lr_generator: float = 0.01    # Adam (0.5, 0.9) for the generator and the mask network
     lr_mask: float = 0.01
     width: int = 16               # channels of the trigger networks
+
+    def __post_init__(self) -> None:
+        if self.p_attack + self.p_cross > 1:
+            raise ValueError(f"input_aware p_attack {self.p_attack} + p_cross {self.p_cross} exceed the whole batch")
 
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> DynamicRecipe:
@@ -115,7 +120,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             opt_m.step()
     m.eval().requires_grad_(False)
 
-    arch = {"name": recipe.model, "in_channels": c, "num_classes": num_classes, **recipe.model_options}
+    arch = arch_of(recipe, x, num_classes)
     model = models.build(arch)
     models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
     model.to(device).train()
@@ -164,18 +169,25 @@ class DynamicTrigger:
         self.g, self.m = g.eval(), m.eval()
 
     @torch.no_grad()
-    def apply(self, images: np.ndarray) -> np.ndarray:
-        """Triggered copies of uint8 NHWC images (rounded to the nearest level)."""
-        out = [apply_trigger(self.g, self.m, to_float(torch.from_numpy(images[i:i + 1000])))
+    def apply(self, images: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
+        """Triggered copies of uint8 NHWC images (rounded to the nearest level); with `sources`, each image
+        gets the trigger and mask drawn for its source image instead (the cross-trigger case)."""
+        images = np.ascontiguousarray(images)
+        sources = images if sources is None else np.ascontiguousarray(sources)
+        out = [apply_trigger(self.g, self.m, to_float(torch.from_numpy(images[i:i + 1000])),
+                             source=to_float(torch.from_numpy(sources[i:i + 1000])))
                for i in range(0, len(images), 1000)]
+        if not out:
+            return images.copy()
         x = torch.cat(out).clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).numpy()
 
-    def save(self, path: str, channels: int, width: int) -> None:
+    def save(self, path: str) -> None:
         """Both networks' weights and shapes, atomically (loaded with weights_only)."""
+        first = self.g.net[0]
         with atomic_path(path) as tmp:
-            torch.save({"channels": channels, "width": width, "generator": self.g.state_dict(),
-                        "mask": self.m.state_dict()}, tmp)
+            torch.save({"channels": first.in_channels, "width": first.out_channels,
+                        "generator": self.g.state_dict(), "mask": self.m.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path: str) -> DynamicTrigger:
@@ -186,3 +198,34 @@ class DynamicTrigger:
         g.load_state_dict(state["generator"])
         m.load_state_dict(state["mask"])
         return cls(g, m)
+
+
+def cross_accuracy(model: nn.Module, trigger: DynamicTrigger, x: np.ndarray, y: np.ndarray,
+                   device: torch.device) -> float:
+    """Accuracy on images carrying the trigger drawn for another image (the previous one): a trigger must not
+    transfer between inputs."""
+    return float((predict(model, trigger.apply(x, sources=np.roll(x, 1, axis=0)), device) == y).mean())
+
+
+def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[str, Any], target: int, seed: int,
+                             threads: int, trigger_out: str, model_out: str, metrics_out: str) -> None:
+    """Train the attack on the clean training set; save its trigger networks, its own (attacker-trained)
+    classifier and that classifier's clean accuracy, ASR and cross-trigger accuracy on the test set."""
+    torch.set_num_threads(threads)
+    ds = load_prepared(data_path)
+    if not 0 <= target < ds.num_classes:
+        raise ValueError(f"target class {target} not among the labels 0..{ds.num_classes - 1}")
+    with devices.acquire() as device:
+        model, g, m, info = train_input_aware(ds.x_train, ds.y_train, ds.num_classes, target,
+                                              Recipe.from_config(recipe), DynamicRecipe.from_config(spec),
+                                              seed, device)
+        trigger = DynamicTrigger(g, m)
+        clean = predict(model, ds.x_test, device)
+        triggered = predict(model, trigger.apply(ds.x_test), device)
+        cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
+    trigger.save(trigger_out)
+    models.save_weights(model_out, info["arch"], model)
+    others = ds.y_test != target
+    save_json(metrics_out, {"clean_accuracy": float((clean == ds.y_test).mean()),
+                            "asr_labelled": float((triggered[others] == target).mean()),
+                            "cross_trigger_accuracy": cross, "target": target, "seed": seed, **info})

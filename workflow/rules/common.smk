@@ -160,8 +160,21 @@ def trigger_of(name):
 
 
 def attack_trigger(w):
-    """The trigger block of the attack wildcard."""
-    return trigger_of(config["attacks"][w.attack]["trigger"])
+    """The trigger block of the attack wildcard (none for an input-aware attack: its trigger is trained)."""
+    name = config["attacks"][w.attack].get("trigger")
+    return trigger_of(name) if name else {}
+
+
+def attack_network(w):
+    """The trained trigger generator and mask of an input-aware attack for this target and seed."""
+    if config["attacks"][w.attack]["method"] != "input_aware":
+        return {}
+    return {"trigger_net": f"results/dynamic/{w.dataset}/{w.attack}/t{w.target}-s{w.seed}/trigger.pt"}
+
+
+def attacker_recipe(w):
+    """The training recipe of an input-aware attacker's own classifier."""
+    return canonical(config["recipes"][config["attacks"][w.attack]["recipe"]])
 
 
 def victim_metrics(w):

@@ -7,6 +7,7 @@ POISONED = "{dataset}/{attack}/t{target}-{amount}-s{seed}"
 rule poison_dataset:
     input:
         unpack(attack_perturbed),
+        unpack(attack_network),
         data="results/data/{dataset}.npz",
     output:
         f"results/poisoned/{POISONED}.npz",

@@ -1,7 +1,9 @@
-# Stage 1b: the attacker's surrogates (standard, adversarially trained, black-box) and WGAN-GPs.
+# Stage 1b: the attacker's surrogates (standard, adversarially trained, black-box), WGAN-GPs and the trigger
+# networks of input-aware attacks.
 
 SURROGATE = "results/surrogates/{surrogate}"
 GAN_PAIR = "results/gans/{dataset}/{gan}/c{cls}-c{partner}"
+DYNAMIC = "results/dynamic/{dataset}/{attack}/t{target}-s{seed}"
 
 
 rule train_surrogate:
@@ -71,3 +73,30 @@ rule encode_class:
         f"results/benchmarks/encode_class/{GAN_PAIR.removeprefix('results/gans/')}.tsv"
     script:
         "../scripts/encode_class.py"
+
+
+# The attacker trains its trigger generator and mask jointly with a classifier of its own (Nguyen & Tran):
+# metrics.json is that attacker-trained model; the poison stage draws the poisoned training set from trigger.pt.
+rule train_input_aware:
+    input:
+        data="results/data/{dataset}.npz",
+    output:
+        trigger=f"{DYNAMIC}/trigger.pt",
+        model=f"{DYNAMIC}/model.pt",
+        metrics=f"{DYNAMIC}/metrics.json",
+    params:
+        recipe=attacker_recipe,
+        spec=lambda w: canonical(config["attacks"][w.attack].get("input_aware", {})),
+        code=code_version("input_aware"),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    priority: 10
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        f"results/logs/train_input_aware/{DYNAMIC.removeprefix('results/dynamic/')}.log",
+    benchmark:
+        f"results/benchmarks/train_input_aware/{DYNAMIC.removeprefix('results/dynamic/')}.tsv"
+    script:
+        "../scripts/train_input_aware.py"

@@ -31,6 +31,7 @@ rule train_victim:
 
 rule evaluate_victim:
     input:
+        unpack(attack_network),
         model=f"{VICTIM}/model.pt",
         train_log=f"{VICTIM}/train_log.json",
         data="results/data/{dataset}.npz",

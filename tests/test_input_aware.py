@@ -5,8 +5,8 @@ import torch
 
 from pipeline_lib.attacks import Amount, load_trigger, poison
 from pipeline_lib.data import load_source
-from pipeline_lib.input_aware import (DynamicRecipe, DynamicTrigger, TriggerNet, apply_trigger, diversity,
-                                      train_input_aware)
+from pipeline_lib.input_aware import DynamicRecipe, diversity, train_input_aware
+from pipeline_lib.trigger_nets import DynamicTrigger, TriggerNet, apply_trigger
 from pipeline_lib.triggers import Trigger
 from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe

@@ -11,6 +11,7 @@ def test_closure_follows_in_package_imports():
     assert not {"gan", "evaluate", "perturb"} & set(closure("surrogates"))  # ... GAN or metric code does not
     assert "gan" in closure("perturb") and "train" not in closure("perturb")
     assert "train" not in closure("attacks") and "attacks" not in closure("data")
+    assert "trigger_nets" in closure("attacks") and "input_aware" not in closure("attacks")  # poisons use, not train, them
 
 
 def test_code_version_is_stable_and_distinguishes_rules():

@@ -10,7 +10,7 @@ import numpy as np
 
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
-from .input_aware import DynamicTrigger
+from .trigger_nets import DynamicTrigger
 from .triggers import Trigger
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")

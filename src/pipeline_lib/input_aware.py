@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from . import devices, models
-from .artifacts import atomic_path, save_json
+from .artifacts import save_json
 from .data import load_prepared
 from .models import predict, to_float
 from .train import Recipe, arch_of, augment, optimizer_for, seed_everything
+from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
 
 
 @dataclass(frozen=True)
@@ -49,37 +50,6 @@ class DynamicRecipe:
         if unknown:
             raise ValueError(f"unknown input-aware key(s): {', '.join(unknown)}")
         return cls(**block)
-
-
-class TriggerNet(nn.Module):
-    """A small encoder-decoder from an image to a same-sized map (H and W even)."""
-
-    def __init__(self, c_in: int, c_out: int, width: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, c_out, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def pattern(g: TriggerNet, x: torch.Tensor) -> torch.Tensor:
-    """The generator's trigger for each image, in [0, 1]."""
-    return (torch.tanh(g(x)) + 1) / 2
-
-
-def mask(m: TriggerNet, x: torch.Tensor) -> torch.Tensor:
-    """The mask for each image: a steep tanh makes it nearly binary."""
-    return torch.tanh(20 * m(x)) / 2 + 0.5
-
-
-def apply_trigger(g: TriggerNet, m: TriggerNet, x: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
-    """x with the trigger and mask drawn for `source` (x itself unless given: the cross-trigger case)."""
-    s = x if source is None else source
-    return x + (pattern(g, s) - x) * mask(m, s)
 
 
 def diversity(x1: torch.Tensor, x2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
@@ -138,7 +108,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             x1, x2, y1 = to_float(xs[i1]), to_float(xs[i2]), ys[i1]
             if recipe.augment:
                 x1, x2 = augment(x1, recipe, gen), augment(x2, recipe, gen)
-            nb, nc = int(spec.p_attack * len(y1)), int(spec.p_cross * len(y1))
+            nb, nc = max(1, int(spec.p_attack * len(y1))), int(spec.p_cross * len(y1))  # >= 1 backdoored
             backdoor = apply_trigger(g, m, x1[:nb])
             cross = apply_trigger(g, m, x1[nb:nb + nc], source=x2[nb:nb + nc])
             inputs = torch.cat([backdoor, cross, x1[nb + nc:]])
@@ -152,7 +122,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             opt_c.step()
             opt_g.step()
             right = (out.argmax(1) == labels).float()
-            hits["backdoor"] += float(right[:nb].mean()) if nb else 0.0
+            hits["backdoor"] += float(right[:nb].mean())
             hits["cross"] += float(right[nb:nb + nc].mean()) if nc else 0.0
             hits["clean"] += float(right[nb + nc:].mean())
             step += 1
@@ -160,44 +130,6 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
                     "seconds": time.perf_counter() - t0})
     info = {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log}
     return model.eval().cpu(), g.eval().cpu(), m.cpu(), info
-
-
-class DynamicTrigger:
-    """A trained generator and mask as a trigger: `apply` maps uint8 NHWC images to their triggered versions."""
-
-    def __init__(self, g: TriggerNet, m: TriggerNet) -> None:
-        self.g, self.m = g.eval(), m.eval()
-
-    @torch.no_grad()
-    def apply(self, images: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
-        """Triggered copies of uint8 NHWC images (rounded to the nearest level); with `sources`, each image
-        gets the trigger and mask drawn for its source image instead (the cross-trigger case)."""
-        images = np.ascontiguousarray(images)
-        sources = images if sources is None else np.ascontiguousarray(sources)
-        out = [apply_trigger(self.g, self.m, to_float(torch.from_numpy(images[i:i + 1000])),
-                             source=to_float(torch.from_numpy(sources[i:i + 1000])))
-               for i in range(0, len(images), 1000)]
-        if not out:
-            return images.copy()
-        x = torch.cat(out).clamp(0, 1).mul(255).round().to(torch.uint8)
-        return x.permute(0, 2, 3, 1).numpy()
-
-    def save(self, path: str) -> None:
-        """Both networks' weights and shapes, atomically (loaded with weights_only)."""
-        first = self.g.net[0]
-        with atomic_path(path) as tmp:
-            torch.save({"channels": first.in_channels, "width": first.out_channels,
-                        "generator": self.g.state_dict(), "mask": self.m.state_dict()}, tmp)
-
-    @classmethod
-    def load(cls, path: str) -> DynamicTrigger:
-        """The inverse of save."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        c, w = int(state["channels"]), int(state["width"])
-        g, m = TriggerNet(c, c, w), TriggerNet(c, 1, w)
-        g.load_state_dict(state["generator"])
-        m.load_state_dict(state["mask"])
-        return cls(g, m)
 
 
 def cross_accuracy(model: nn.Module, trigger: DynamicTrigger, x: np.ndarray, y: np.ndarray,

@@ -44,6 +44,6 @@ localrules:
 
 rule all:
     input:
-        expand("results/figures/{figure}.png", figure=config["figures"]),
-        "results/tables/all_victims.csv",
+        expand(layout.FIGURE, figure=config["figures"]),
+        layout.ALL_VICTIMS,
     default_target: True

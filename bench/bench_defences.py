@@ -20,7 +20,7 @@ import torch
 from bench_perturb import images  # the same data as the perturbation benchmark
 
 from pipeline_lib import devices, models
-from pipeline_lib.defenses import DEFENCES, Context
+from pipeline_lib.defences import DEFENCES, Context
 from pipeline_lib.train import Recipe
 
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.attacks import Amount, poison
+from pipeline_lib.attacks import poison
+from pipeline_lib.layout import Amount
 from pipeline_lib.triggers import Trigger
 
 Y = np.repeat(np.arange(10), 50)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.attacks import Amount, load_trigger, poison
+from pipeline_lib.attacks import load_trigger, poison
+from pipeline_lib.layout import Amount
 from pipeline_lib.data import load_source
 from pipeline_lib.input_aware import DynamicRecipe, diversity, train_input_aware
 from pipeline_lib.trigger_nets import DynamicTrigger, TriggerNet, apply_trigger

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pipeline_lib import models
-from pipeline_lib.attacks import Amount, poison
+from pipeline_lib.attacks import poison
+from pipeline_lib.layout import Amount
 from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
 from pipeline_lib.adversarial import pgd
 from pipeline_lib.models import to_float

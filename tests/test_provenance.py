@@ -3,10 +3,10 @@ from pipeline_lib.provenance import closure, code_version
 
 
 def test_closure_follows_in_package_imports():
-    assert {"train", "defenses", "models", "attacks", "triggers", "data", "artifacts", "devices"} <= set(
+    assert {"train", "defences", "models", "attacks", "triggers", "data", "artifacts", "devices"} <= set(
         closure("victims"))
     assert "models" in closure("evaluate") and "evaluate" not in closure("victims")  # a new metric retrains nothing
-    assert "defenses" not in closure("surrogates")  # a defence edit retrains no surrogate
+    assert "defences" not in closure("surrogates")  # a defence edit retrains no surrogate
     assert {"adversarial", "train"} <= set(closure("surrogates"))  # PGD training code counts for surrogates ...
     assert not {"gan", "evaluate", "perturb"} & set(closure("surrogates"))  # ... GAN or metric code does not
     assert "gan" in closure("perturb") and "train" not in closure("perturb")

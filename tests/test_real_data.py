@@ -4,7 +4,8 @@ import torch
 import yaml
 
 from conftest import ROOT
-from pipeline_lib.attacks import Amount, poison
+from pipeline_lib.attacks import poison
+from pipeline_lib.layout import Amount
 from pipeline_lib.data import load_source
 from pipeline_lib.evaluate import attack_metrics
 from pipeline_lib.models import predict

@@ -238,7 +238,7 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 @pytest.mark.slow
 @pytest.mark.parametrize("module, reruns, kept", [
     ("evaluate", {"evaluate_victim": 134}, {"train_victim", "poison_dataset", "train_surrogate"}),
-    ("defenses", {"train_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
+    ("defences", {"train_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
     ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_victim"}),
 ])

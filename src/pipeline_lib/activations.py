@@ -8,7 +8,7 @@ import torch
 from . import models
 from .attacks import read_poison_set
 from .data import Dataset, load_prepared
-from .defenses import embeddings
+from .defences import embeddings
 from .plots import tsne_panels
 
 

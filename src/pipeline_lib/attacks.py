@@ -1,7 +1,6 @@
 """Attack registry: which training images are poisoned, how, and with which labels."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -10,46 +9,8 @@ import numpy as np
 
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
-from .trigger_nets import DynamicTrigger
+from .layout import Amount
 from .triggers import Trigger
-
-AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
-
-
-@dataclass(frozen=True)
-class Amount:
-    """How much to poison: a fraction of the target class (thesis 7.1) or an absolute count."""
-
-    rate: float | None = None
-    count: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.rate is None) == (self.count is None):
-            raise ValueError("an amount is either a rate or a count")
-        if self.rate is not None and not 0 < self.rate <= 1:
-            raise ValueError(f"poisoning rate {self.rate} outside (0, 1]")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"poison count {self.count} must be at least 1")
-
-    @classmethod
-    def parse(cls, token: str) -> Amount:
-        """Parse a path token: 'p0.015' (rate of the target class) or 'n75' (count)."""
-        m = AMOUNT_RE.match(token)
-        if not m:
-            raise ValueError(f"amount '{token}' is neither p<rate> nor n<count>")
-        return cls(rate=float(m["rate"])) if m["rate"] else cls(count=int(m["count"]))
-
-    @property
-    def token(self) -> str:
-        """The inverse of parse."""
-        return f"p{self.rate:g}" if self.rate is not None else f"n{self.count}"
-
-    def resolve(self, class_size: int) -> int:
-        """Number of images to poison given the target class's training size."""
-        n = self.count if self.count is not None else round(self.rate * class_size)
-        if n < 1:
-            raise ValueError(f"rate {self.rate} of {class_size} target-class images poisons no image")
-        return n
 
 
 @dataclass(frozen=True)
@@ -108,7 +69,11 @@ class Triggers(Protocol):
 
 def load_trigger(spec: dict[str, Any], network: str | None = None) -> Triggers:
     """An attack's trigger: the trained generator and mask of an input-aware attack, else a fixed pattern."""
-    return DynamicTrigger.load(network) if network else Trigger(**spec)
+    if network is None:
+        return Trigger(**spec)
+    from .trigger_nets import DynamicTrigger  # torch, only for input-aware attacks
+
+    return DynamicTrigger.load(network)
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,

@@ -1,13 +1,11 @@
 """Typed views of the validated config: cross-references checked, figure grids expanded into artifacts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .attacks import Amount
 from .artifacts import ArtifactError
 from .data import num_classes
+from .layout import Amount, Poisoned, Victim
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
@@ -125,51 +123,6 @@ def check_references(config: dict[str, Any]) -> None:
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
-
-
-@dataclass(frozen=True)
-class Poisoned:
-    """One poisoned training set."""
-
-    dataset: str
-    attack: str
-    target: int
-    amount: str
-    seed: int
-
-    @property
-    def path(self) -> Path:
-        """The poison set's npz."""
-        return Path("results/poisoned", self.dataset, self.attack, f"t{self.target}-{self.amount}-s{self.seed}.npz")
-
-    def scores(self, filter_name: str) -> Path:
-        """The filter's label probabilities over this poisoned training set."""
-        return Path("results/filtering", self.dataset, filter_name, self.attack,
-                    f"t{self.target}-{self.amount}-s{self.seed}.npz")
-
-
-@dataclass(frozen=True)
-class Victim:
-    """One trained model of a figure's grid."""
-
-    dataset: str
-    attack: str
-    recipe: str
-    defence: str
-    target: int
-    amount: str
-    seed: int
-
-    @property
-    def path(self) -> Path:
-        """Directory holding model.pt, train_log.json and metrics.json."""
-        return Path("results/victims", self.dataset, self.attack, self.recipe, self.defence,
-                    f"t{self.target}-{self.amount}-s{self.seed}")
-
-    @property
-    def poisoned(self) -> Poisoned:
-        """The poisoned training set it learned from."""
-        return Poisoned(self.dataset, self.attack, self.target, self.amount, self.seed)
 
 
 def amounts(spec: dict[str, Any]) -> list[str]:

@@ -7,8 +7,9 @@ import numpy as np
 
 from . import devices, models
 from .artifacts import load_json, save_json
-from .attacks import Amount, load_trigger
+from .attacks import load_trigger
 from .data import load_prepared
+from .layout import Amount
 from .models import predict
 
 

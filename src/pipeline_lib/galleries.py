@@ -39,16 +39,15 @@ def example_rows(y: np.ndarray, classes: list[int], per_class: int, seed: int) -
     return np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
 
 
-def examples(data_path: str, perturbed_paths: list[str], columns: list[tuple[str, dict[str, str]]], classes: list[int],
+def examples(data_path: str, perturbed_paths: dict[tuple[str, int], str], columns: list[tuple[str, dict[str, str]]], classes: list[int],
              per_class: int, shown_label: int | None, triggers: dict[str, dict[str, Any]], title: str,
              path: str | Path, seed: int = 0) -> None:
     """Rows of training images, columns of {perturbation, trigger} variants ({} is the original image);
-    a single variant is laid out as one row of images instead."""
+    a single variant is laid out as one row of images instead. perturbed_paths: (perturbation, class) -> file."""
     ds = load_prepared(data_path)
     rows = example_rows(ds.y_train, classes, per_class, seed)
     perturbed: dict[tuple[str, int], dict[int, np.ndarray]] = {}
-    for p in perturbed_paths:  # results/perturbed/<dataset>/<perturbation>/c<class>.npz
-        name, cls = Path(p).parent.name, int(Path(p).stem[1:])
+    for (name, cls), p in perturbed_paths.items():
         idx, imgs = read_perturbed(p, cls)
         perturbed[name, cls] = dict(zip(idx.tolist(), imgs))
     grid = np.array([[(i, label, col) for label, col in columns] for i in rows], dtype=object)

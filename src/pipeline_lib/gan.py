@@ -160,11 +160,6 @@ def load_generator(path: str | Path) -> Generator:
     return g.eval()
 
 
-def partner_class(cls: int, spec: dict[str, Any], num_classes: int) -> int:
-    """The class an interpolation moves towards: `partner_offset` classes on (frog -> horse is +1)."""
-    return (cls + spec.get("partner_offset", 1)) % num_classes
-
-
 def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:
     """Training indices of the partner-class image each of n class images is interpolated towards."""
     pool = np.flatnonzero(y == partner)

@@ -15,6 +15,7 @@ from . import devices, gan, models
 from .adversarial import pgd_adversary
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
+from .layout import partner_class
 from .models import to_float
 
 
@@ -81,7 +82,7 @@ def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, thre
     if method not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation method '{method}'; known: {', '.join(PERTURBATIONS)}")
     idx = np.flatnonzero(ds.y_train == cls)
-    partners = gan.partner_images(ds.y_train, cls, gan.partner_class(cls, spec, ds.num_classes), len(idx), seed)
+    partners = gan.partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
     with devices.acquire() as device:
         ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
                "surrogate": surrogate, "generator": generator, "latents": latents}

@@ -10,7 +10,7 @@ from . import devices, models
 from .artifacts import save_json
 from .attacks import read_poison_set
 from .data import load_prepared
-from .defenses import DEFENCES, Context
+from .defences import DEFENCES, Context
 from .train import LossTrace, Recipe
 
 

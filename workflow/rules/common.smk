@@ -16,9 +16,9 @@ from pipeline_lib.config import (
     figure_victims,
     schema_error_line,
 )
-from pipeline_lib.defenses import NEEDS_BASE
-from pipeline_lib.gan import partner_class
+from pipeline_lib import layout
 from pipeline_lib.data import local_path
+from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -90,9 +90,9 @@ def defence_inputs(w):
     """What a defence reads beside the data: the public-data model (DP-SGD) or the undefended victim."""
     spec = defence_spec(w)
     if "pretrained" in spec:
-        return {"pretrained": f"results/surrogates/{spec['pretrained']}/model.pt"}
+        return {"pretrained": f"{layout.surrogate(spec['pretrained'])}/model.pt"}
     if spec["method"] in NEEDS_BASE:
-        return {"base": f"{VICTIM}/model.pt".format(**{**dict(w.items()), "defence": "none"})}
+        return {"base": str(Victim(**{**dict(w.items()), "defence": "none"}).path / "model.pt")}
     return {}
 
 
@@ -102,7 +102,7 @@ def tsne_inputs(w):
     return {
         "models": [f"{v.path}/model.pt" for _, v in rows],
         "poisons": [str(v.poisoned.path) for _, v in rows],
-        "data": f"results/data/{rows[0][1].dataset}.npz",
+        "data": layout.data(rows[0][1].dataset),
     }
 
 
@@ -118,7 +118,7 @@ def figure_section(w):
 
 def surrogate_data(w):
     """The prepared dataset a surrogate learns from."""
-    return f"results/data/{config['surrogates'][w.surrogate]['dataset']}.npz"
+    return layout.data(config["surrogates"][w.surrogate]["dataset"])
 
 
 def gan_training(name):
@@ -131,19 +131,14 @@ def gan_encoding(name):
     return canonical({k: v for k, v in config["gans"][name].items() if k.startswith("encode_")})
 
 
-def perturbed_file(dataset, perturbation, cls):
-    """The perturbed images of one class."""
-    return f"results/perturbed/{dataset}/{perturbation}/c{cls}.npz"
-
-
 def perturbation_inputs(w):
     """What a perturbation of one class needs beyond the data: its surrogate, or its GAN and latents."""
     spec = config["perturbations"][w.perturbation]
     if spec["method"] == "pgd":
-        return {"surrogate": f"results/surrogates/{spec['surrogate']}/model.pt"}
+        return {"surrogate": f"{layout.surrogate(spec['surrogate'])}/model.pt"}
     if spec["method"] == "gan_interpolation":
         partner = partner_class(int(w.cls), spec, classes_of(config, w.dataset))
-        pair = f"results/gans/{w.dataset}/{spec['gan']}/c{w.cls}-c{partner}"
+        pair = layout.gan_pair(w.dataset, spec["gan"], w.cls, partner)
         return {"generator": f"{pair}/generator.pt", "latents": f"{pair}/latents.npz"}
     return {}
 
@@ -151,7 +146,7 @@ def perturbation_inputs(w):
 def attack_perturbed(w):
     """The target class's perturbed images, when the attack perturbs before triggering."""
     name = config["attacks"][w.attack].get("perturbation")
-    return {"perturbed": perturbed_file(w.dataset, name, w.target)} if name else {}
+    return {"perturbed": layout.perturbed(w.dataset, name, w.target)} if name else {}
 
 
 def trigger_of(name):
@@ -169,7 +164,7 @@ def attack_network(w):
     """The trained trigger generator and mask of an input-aware attack for this target and seed."""
     if config["attacks"][w.attack]["method"] != "input_aware":
         return {}
-    return {"trigger_net": f"results/dynamic/{w.dataset}/{w.attack}/t{w.target}-s{w.seed}/trigger.pt"}
+    return {"trigger_net": f"{layout.dynamic(w.dataset, w.attack, w.target, w.seed)}/trigger.pt"}
 
 
 def attacker_recipe(w):
@@ -208,11 +203,17 @@ def poison_labels(w):
     return [label for label, _ in figure_poison_sets(config, w.figure)]
 
 
-def example_perturbations(w):
-    """Perturbed images for every (perturbed column, class) of an examples figure."""
+def example_perturbed_keys(w):
+    """(perturbation, class) of every perturbed column and class an examples figure shows."""
     spec = config["figures"][w.figure]
     names = sorted({c["perturbation"] for c in spec["columns"].values() if "perturbation" in c})
-    return [perturbed_file(spec["dataset"], n, c) for n in names for c in example_classes(config, w.figure)]
+    return [[n, c] for n in names for c in example_classes(config, w.figure)]
+
+
+def example_perturbations(w):
+    """The perturbed-images files behind example_perturbed_keys, in its order."""
+    dataset = config["figures"][w.figure]["dataset"]
+    return [layout.perturbed(dataset, n, c) for n, c in example_perturbed_keys(w)]
 
 
 def all_victim_metrics(w):

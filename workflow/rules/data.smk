@@ -5,7 +5,7 @@ rule prepare_data:
     input:
         local_dataset_file,
     output:
-        "results/data/{dataset}.npz",
+        layout.DATA,
     params:
         source=dataset_source,
         train_counts=lambda w: config["datasets"][w.dataset].get("train_counts"),
@@ -14,6 +14,6 @@ rule prepare_data:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/prepare_data/{dataset}.log",
+        layout.log("prepare_data", layout.DATA),
     script:
         "../scripts/prepare_data.py"

@@ -6,7 +6,7 @@ rule aggregate_metrics:
         victim_metrics,
     output:
         report(
-            "results/tables/{figure}.csv",
+            layout.TABLE,
             caption="../report/table.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "table"},
@@ -19,7 +19,7 @@ rule aggregate_metrics:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/aggregate_metrics/{figure}.log",
+        layout.log("aggregate_metrics", layout.FIGURE),
     script:
         "../scripts/aggregate_metrics.py"
 
@@ -29,7 +29,7 @@ rule aggregate_all_metrics:
         all_victim_metrics,
     output:
         report(
-            "results/tables/all_victims.csv",
+            layout.ALL_VICTIMS,
             caption="../report/all_victims.rst",
             category="Tables",
             labels={"table": "every trained victim"},
@@ -40,17 +40,17 @@ rule aggregate_all_metrics:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/aggregate_metrics/all_victims.log",
+        layout.log("aggregate_metrics", layout.ALL_VICTIMS),
     script:
         "../scripts/aggregate_metrics.py"
 
 
 rule plot_heatmap:
     input:
-        "results/tables/{figure}.csv",
+        layout.TABLE,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/heatmap.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -65,17 +65,17 @@ rule plot_heatmap:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_heatmap/{figure}.log",
+        layout.log("plot_heatmap", layout.FIGURE),
     script:
         "../scripts/plot_heatmap.py"
 
 
 rule plot_lines:
     input:
-        "results/tables/{figure}.csv",
+        layout.TABLE,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/lines.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -90,23 +90,23 @@ rule plot_lines:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_lines/{figure}.log",
+        layout.log("plot_lines", layout.FIGURE),
     script:
         "../scripts/plot_lines.py"
 
 
 rule plot_defence_heatmap:
     input:
-        "results/tables/{figure}.csv",
+        layout.TABLE,
     output:
         figure=report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/defence_heatmap.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
         ),
         table=report(
-            "results/tables/{figure}.md",
+            layout.SUMMARY,
             caption="../report/defence_table.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "summary table"},
@@ -122,7 +122,7 @@ rule plot_defence_heatmap:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_defence_heatmap/{figure}.log",
+        layout.log("plot_defence_heatmap", layout.FIGURE),
     script:
         "../scripts/plot_defence_heatmap.py"
 
@@ -132,7 +132,7 @@ rule plot_tsne:
         unpack(tsne_inputs),
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/tsne.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -149,7 +149,7 @@ rule plot_tsne:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_tsne/{figure}.log",
+        layout.log("plot_tsne", layout.FIGURE),
     script:
         "../scripts/plot_tsne.py"
 
@@ -157,10 +157,10 @@ rule plot_tsne:
 rule plot_loss_trace:
     input:
         logs=victim_train_logs,
-        table="results/tables/{figure}.csv",
+        table=layout.TABLE,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/loss_trace.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -174,7 +174,7 @@ rule plot_loss_trace:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_loss_trace/{figure}.log",
+        layout.log("plot_loss_trace", layout.FIGURE),
     script:
         "../scripts/plot_loss_trace.py"
 
@@ -184,7 +184,7 @@ rule plot_filtering:
         scores=figure_scores,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/filtering.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -199,19 +199,19 @@ rule plot_filtering:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_filtering/{figure}.log",
+        layout.log("plot_filtering", layout.FIGURE),
     script:
         "../scripts/plot_filtering.py"
 
 
 rule plot_filtered_examples:
     input:
-        data=lambda w: f"results/data/{config['figures'][w.figure]['dataset']}.npz",
+        data=lambda w: layout.data(config["figures"][w.figure]["dataset"]),
         scores=figure_scores,
         poisons=figure_poison_files,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/filtered_examples.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -227,18 +227,18 @@ rule plot_filtered_examples:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_filtered_examples/{figure}.log",
+        layout.log("plot_filtered_examples", layout.FIGURE),
     script:
         "../scripts/plot_filtered_examples.py"
 
 
 rule plot_examples:
     input:
-        data=lambda w: f"results/data/{config['figures'][w.figure]['dataset']}.npz",
+        data=lambda w: layout.data(config["figures"][w.figure]["dataset"]),
         perturbed=example_perturbations,
     output:
         report(
-            "results/figures/{figure}.png",
+            layout.FIGURE,
             caption="../report/examples.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
@@ -248,6 +248,7 @@ rule plot_examples:
         settings=lambda w: figure_settings(config, w.figure),
         columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],
         classes=lambda w: example_classes(config, w.figure),
+        perturbed_keys=example_perturbed_keys,
         per_class=lambda w: config["figures"][w.figure]["per_class"],
         shown_label=lambda w: config["figures"][w.figure].get("shown_label"),
         triggers=lambda w: {
@@ -261,6 +262,6 @@ rule plot_examples:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/plot_examples/{figure}.log",
+        layout.log("plot_examples", layout.FIGURE),
     script:
         "../scripts/plot_examples.py"

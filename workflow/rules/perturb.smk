@@ -4,9 +4,9 @@
 rule perturb_class:
     input:
         unpack(perturbation_inputs),
-        data="results/data/{dataset}.npz",
+        data=layout.DATA,
     output:
-        "results/perturbed/{dataset}/{perturbation}/c{cls}.npz",
+        layout.PERTURBED,
     params:
         spec=lambda w: canonical(config["perturbations"][w.perturbation]),
         code=code_version("perturb"),
@@ -16,8 +16,8 @@ rule perturb_class:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/perturb_class/{dataset}/{perturbation}/c{cls}.log",
+        layout.log("perturb_class", layout.PERTURBED),
     benchmark:
-        "results/benchmarks/perturb_class/{dataset}/{perturbation}/c{cls}.tsv"
+        layout.benchmark("perturb_class", layout.PERTURBED)
     script:
         "../scripts/perturb_class.py"

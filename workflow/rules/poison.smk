@@ -1,16 +1,13 @@
 # Stage 3: select, (perturb,) trigger and label the poisoned examples of one (target, amount, seed);
 # the data filter of thesis 7.3 scores each poisoned training set.
 
-POISONED = "{dataset}/{attack}/t{target}-{amount}-s{seed}"
-
-
 rule poison_dataset:
     input:
         unpack(attack_perturbed),
         unpack(attack_network),
-        data="results/data/{dataset}.npz",
+        data=layout.DATA,
     output:
-        f"results/poisoned/{POISONED}.npz",
+        layout.POISONED,
     params:
         method=lambda w: config["attacks"][w.attack]["method"],
         trigger=attack_trigger,
@@ -18,18 +15,18 @@ rule poison_dataset:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/poison_dataset/{POISONED}.log",
+        layout.log("poison_dataset", layout.POISONED),
     script:
         "../scripts/poison_dataset.py"
 
 
 rule score_training_set:
     input:
-        data="results/data/{dataset}.npz",
-        poison=f"results/poisoned/{POISONED}.npz",
-        filter="results/surrogates/{surrogate}/model.pt",
+        data=layout.DATA,
+        poison=layout.POISONED,
+        filter=f"{layout.SURROGATE}/model.pt",
     output:
-        "results/filtering/{dataset}/{surrogate}/{attack}/t{target}-{amount}-s{seed}.npz",
+        layout.SCORES,
     params:
         code=code_version("filtering"),
     resources:
@@ -37,6 +34,6 @@ rule score_training_set:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/score_training_set/{dataset}/{surrogate}/{attack}/t{target}-{amount}-s{seed}.log",
+        layout.log("score_training_set", layout.SCORES),
     script:
         "../scripts/score_training_set.py"

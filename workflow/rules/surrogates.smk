@@ -1,9 +1,7 @@
 # Stage 1b: the attacker's surrogates (standard, adversarially trained, black-box), WGAN-GPs and the trigger
 # networks of input-aware attacks.
 
-SURROGATE = "results/surrogates/{surrogate}"
-GAN_PAIR = "results/gans/{dataset}/{gan}/c{cls}-c{partner}"
-DYNAMIC = "results/dynamic/{dataset}/{attack}/t{target}-s{seed}"
+SURROGATE, GAN_PAIR, DYNAMIC = layout.SURROGATE, layout.GAN_PAIR, layout.DYNAMIC
 
 
 rule train_surrogate:
@@ -23,16 +21,16 @@ rule train_surrogate:
     conda:
         "../envs/pipeline.yaml"
     log:
-        "results/logs/train_surrogate/{surrogate}.log",
+        layout.log("train_surrogate", f"{SURROGATE}/model"),
     benchmark:
-        "results/benchmarks/train_surrogate/{surrogate}.tsv"
+        layout.benchmark("train_surrogate", f"{SURROGATE}/model")
     script:
         "../scripts/train_surrogate.py"
 
 
 rule train_gan:
     input:
-        "results/data/{dataset}.npz",
+        layout.DATA,
     output:
         generator=f"{GAN_PAIR}/generator.pt",
         log=f"{GAN_PAIR}/train_log.json",
@@ -46,16 +44,16 @@ rule train_gan:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/train_gan/{GAN_PAIR.removeprefix('results/gans/')}.log",
+        layout.log("train_gan", GAN_PAIR),
     benchmark:
-        f"results/benchmarks/train_gan/{GAN_PAIR.removeprefix('results/gans/')}.tsv"
+        layout.benchmark("train_gan", GAN_PAIR)
     script:
         "../scripts/train_gan.py"
 
 
 rule encode_class:
     input:
-        data="results/data/{dataset}.npz",
+        data=layout.DATA,
         generator=f"{GAN_PAIR}/generator.pt",
     output:
         f"{GAN_PAIR}/latents.npz",
@@ -68,9 +66,9 @@ rule encode_class:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/encode_class/{GAN_PAIR.removeprefix('results/gans/')}.log",
+        layout.log("encode_class", GAN_PAIR),
     benchmark:
-        f"results/benchmarks/encode_class/{GAN_PAIR.removeprefix('results/gans/')}.tsv"
+        layout.benchmark("encode_class", GAN_PAIR)
     script:
         "../scripts/encode_class.py"
 
@@ -79,7 +77,7 @@ rule encode_class:
 # metrics.json is that attacker-trained model; the poison stage draws the poisoned training set from trigger.pt.
 rule train_input_aware:
     input:
-        data="results/data/{dataset}.npz",
+        data=layout.DATA,
     output:
         trigger=f"{DYNAMIC}/trigger.pt",
         model=f"{DYNAMIC}/model.pt",
@@ -95,8 +93,8 @@ rule train_input_aware:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/train_input_aware/{DYNAMIC.removeprefix('results/dynamic/')}.log",
+        layout.log("train_input_aware", DYNAMIC),
     benchmark:
-        f"results/benchmarks/train_input_aware/{DYNAMIC.removeprefix('results/dynamic/')}.tsv"
+        layout.benchmark("train_input_aware", DYNAMIC)
     script:
         "../scripts/train_input_aware.py"

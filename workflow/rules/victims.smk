@@ -1,14 +1,14 @@
 # Stages 4-5: train a victim on each poisoned set under its defence, then evaluate it on clean and triggered
 # test images.
 
-VICTIM = "results/victims/{dataset}/{attack}/{recipe}/{defence}/t{target}-{amount}-s{seed}"
+VICTIM = layout.VICTIM
 
 
 rule train_victim:
     input:
         unpack(defence_inputs),
-        data="results/data/{dataset}.npz",
-        poison="results/poisoned/{dataset}/{attack}/t{target}-{amount}-s{seed}.npz",
+        data=layout.DATA,
+        poison=layout.POISONED,
     output:
         model=f"{VICTIM}/model.pt",
         log=f"{VICTIM}/train_log.json",
@@ -22,9 +22,9 @@ rule train_victim:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/train_victim/{VICTIM.removeprefix('results/victims/')}.log",
+        layout.log("train_victim", VICTIM),
     benchmark:
-        f"results/benchmarks/train_victim/{VICTIM.removeprefix('results/victims/')}.tsv"
+        layout.benchmark("train_victim", VICTIM)
     script:
         "../scripts/train_victim.py"
 
@@ -34,7 +34,7 @@ rule evaluate_victim:
         unpack(attack_network),
         model=f"{VICTIM}/model.pt",
         train_log=f"{VICTIM}/train_log.json",
-        data="results/data/{dataset}.npz",
+        data=layout.DATA,
     output:
         f"{VICTIM}/metrics.json",
     params:
@@ -55,6 +55,6 @@ rule evaluate_victim:
     conda:
         "../envs/pipeline.yaml"
     log:
-        f"results/logs/evaluate_victim/{VICTIM.removeprefix('results/victims/')}.log",
+        layout.log("evaluate_victim", VICTIM),
     script:
         "../scripts/evaluate_victim.py"

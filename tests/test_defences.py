@@ -5,7 +5,7 @@ import torch
 from opacus.accountants import RDPAccountant
 
 from pipeline_lib import models
-from pipeline_lib.defenses import (Context, DEFENCES, detection, flag_clusters, flag_spectral, freeze_all_but_last,
+from pipeline_lib.defences import (Context, DEFENCES, detection, flag_clusters, flag_spectral, freeze_all_but_last,
                                    isolate_lowest, lga, spectral_scores, train_frozen)
 from pipeline_lib.train import Recipe
 

@@ -288,5 +288,3 @@ DEFENCES: dict[str, DefenceFn] = {
     "activation_clustering": _sanitised(
         lambda f, y, spec, seed: flag_clusters(f, y, spec["components"], spec["max_size"], seed)),
 }
-NEEDS_PRETRAINED = ("dp_sgd", "frozen_sgd")
-NEEDS_BASE = ("spectral", "activation_clustering")

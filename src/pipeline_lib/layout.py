@@ -1,0 +1,153 @@
+"""Where every artifact lives: the path patterns the rules declare and the typed names the library fills them
+from, with the few specs the DAG needs (amounts, interpolation partners, defences that read another victim).
+Torch-free, so building the DAG imports no torch."""
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Path patterns, one per artifact kind; rules use them as Snakemake wildcards, the library via .format().
+DATA = "results/data/{dataset}.npz"
+SURROGATE = "results/surrogates/{surrogate}"
+GAN_PAIR = "results/gans/{dataset}/{gan}/c{cls}-c{partner}"
+PERTURBED = "results/perturbed/{dataset}/{perturbation}/c{cls}.npz"
+POISONED = "results/poisoned/{dataset}/{attack}/t{target}-{amount}-s{seed}.npz"
+SCORES = "results/filtering/{dataset}/{surrogate}/{attack}/t{target}-{amount}-s{seed}.npz"
+DYNAMIC = "results/dynamic/{dataset}/{attack}/t{target}-s{seed}"
+VICTIM = "results/victims/{dataset}/{attack}/{recipe}/{defence}/t{target}-{amount}-s{seed}"
+TABLE = "results/tables/{figure}.csv"
+SUMMARY = "results/tables/{figure}.md"
+FIGURE = "results/figures/{figure}.png"
+ALL_VICTIMS = "results/tables/all_victims.csv"
+
+AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
+
+# Defence methods that read the undefended victim's representations (the sanitisers).
+NEEDS_BASE = ("spectral", "activation_clustering")
+
+
+def log(rule: str, pattern: str) -> str:
+    """A rule's log file: results/logs/<rule>/ then the artifact's path below its kind's folder, as .log."""
+    below = pattern.removeprefix("results/").split("/", 1)[1]
+    return f"results/logs/{rule}/{posixpath.splitext(below)[0]}.log"
+
+
+def benchmark(rule: str, pattern: str) -> str:
+    """A rule's benchmark file, laid out like its log."""
+    return log(rule, pattern).replace("results/logs/", "results/benchmarks/").removesuffix(".log") + ".tsv"
+
+
+def data(dataset: str) -> str:
+    """A prepared dataset."""
+    return DATA.format(dataset=dataset)
+
+
+def surrogate(name: str) -> str:
+    """A surrogate's folder (model.pt, metrics.json)."""
+    return SURROGATE.format(surrogate=name)
+
+
+def gan_pair(dataset: str, gan: str, cls: int, partner: int) -> str:
+    """The folder of the GAN trained on a class pair (generator.pt, latents.npz)."""
+    return GAN_PAIR.format(dataset=dataset, gan=gan, cls=cls, partner=partner)
+
+
+def perturbed(dataset: str, perturbation: str, cls: int) -> str:
+    """The perturbed images of one class."""
+    return PERTURBED.format(dataset=dataset, perturbation=perturbation, cls=cls)
+
+
+def dynamic(dataset: str, attack: str, target: int, seed: int) -> str:
+    """The folder of an input-aware attack's trigger networks and attacker classifier."""
+    return DYNAMIC.format(dataset=dataset, attack=attack, target=target, seed=seed)
+
+
+def partner_class(cls: int, spec: dict[str, Any], num_classes: int) -> int:
+    """The class an interpolation moves towards: `partner_offset` classes on (frog -> horse is +1)."""
+    return (cls + spec.get("partner_offset", 1)) % num_classes
+
+
+@dataclass(frozen=True)
+class Amount:
+    """How much to poison: a fraction of the target class (thesis 7.1) or an absolute count."""
+
+    rate: float | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rate is None) == (self.count is None):
+            raise ValueError("an amount is either a rate or a count")
+        if self.rate is not None and not 0 < self.rate <= 1:
+            raise ValueError(f"poisoning rate {self.rate} outside (0, 1]")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"poison count {self.count} must be at least 1")
+
+    @classmethod
+    def parse(cls, token: str) -> Amount:
+        """Parse a path token: 'p0.015' (rate of the target class) or 'n75' (count)."""
+        m = AMOUNT_RE.match(token)
+        if not m:
+            raise ValueError(f"amount '{token}' is neither p<rate> nor n<count>")
+        return cls(rate=float(m["rate"])) if m["rate"] else cls(count=int(m["count"]))
+
+    @property
+    def token(self) -> str:
+        """The inverse of parse."""
+        return f"p{self.rate:g}" if self.rate is not None else f"n{self.count}"
+
+    def resolve(self, class_size: int) -> int:
+        """Number of images to poison given the target class's training size."""
+        n = self.count if self.count is not None else round(self.rate * class_size)
+        if n < 1:
+            raise ValueError(f"rate {self.rate} of {class_size} target-class images poisons no image")
+        return n
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """One poisoned training set."""
+
+    dataset: str
+    attack: str
+    target: int
+    amount: str
+    seed: int
+
+    @property
+    def path(self) -> Path:
+        """The poison set's npz."""
+        return Path(POISONED.format(**asdict(self)))
+
+    def scores(self, filter_name: str) -> Path:
+        """The filter's label probabilities over this poisoned training set."""
+        return Path(SCORES.format(**asdict(self), surrogate=filter_name))
+
+
+@dataclass(frozen=True)
+class Victim:
+    """One trained model of a figure's grid."""
+
+    dataset: str
+    attack: str
+    recipe: str
+    defence: str
+    target: int
+    amount: str
+    seed: int
+
+    @property
+    def path(self) -> Path:
+        """Directory holding model.pt, train_log.json and metrics.json."""
+        return Path(VICTIM.format(**asdict(self)))
+
+    @property
+    def poisoned(self) -> Poisoned:
+        """The poisoned training set it learned from."""
+        return Poisoned(self.dataset, self.attack, self.target, self.amount, self.seed)
+
+    def undefended(self) -> Victim:
+        """The same victim trained without a defence (what the sanitisers read)."""
+        return Victim(self.dataset, self.attack, self.recipe, "none", self.target, self.amount, self.seed)

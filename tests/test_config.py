@@ -1,4 +1,7 @@
 """Figure grids expand into the victims and poison sets they need; wrong references are named by key."""
+import re
+
+import numpy as np
 import pytest
 
 from conftest import load_config
@@ -132,3 +135,101 @@ def test_the_schema_refuses_malformed_input_aware_attacks(edit):
     edit(cfg["attacks"]["input_aware"])
     with pytest.raises(WorkflowError):
         validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
+
+
+def demo_config():
+    return load_config("config/demo.yaml")
+
+
+@pytest.mark.parametrize("edit, message", [
+    # classes, labels and image sizes beyond the data are refused at planning, not deep in a job
+    (lambda c: c["figures"]["fig1-2"].update(classes=[0, 10]), "figures.fig1-2.classes': class 10 does not exist"),
+    (lambda c: c["figures"]["fig1-2"].update(shown_label=11), "figures.fig1-2.shown_label': class 11 does not exist"),
+    (lambda c: c["recipes"]["digits_vgg"]["model_options"].update(stages=[1, 1, 1, 1]),
+     "surrogates.blackbox.recipe': recipe 'digits_vgg' (vgg) needs images of at least 16x16 pixels, dataset "
+     "'digits' has 8x8"),
+    (lambda c: c["recipes"]["digits_cnn"].update(model="airbench"), "needs images of at least 9x9 pixels"),
+    # settings that would be silently wrong: an interpolation towards the class itself, keys a kind ignores
+    (lambda c: c["perturbations"]["gan_t02"].update(partner_offset=10),
+     "perturbations.gan_t02.partner_offset': 10 is a multiple of the 10 classes"),
+    (lambda c: c["figures"]["fig3-2"].update(filter="trusted"), "figures.fig3-2.filter': not used by a 'asr_heatmap'"),
+    (lambda c: c["figures"]["fig1-2"].update(rates=[0.5]), "figures.fig1-2.rates': not used by a 'examples' figure"),
+    (lambda c: c["figures"]["fig3-2"].update(per_class=2), "figures.fig3-2.per_class': not used"),
+])
+def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(edit, message):
+    cfg = demo_config()
+    edit(cfg)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_references(cfg)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["figures"]["fig3-2"].update(targets=[0, 0]), "figures.fig3-2.targets"),      # duplicate rows
+    (lambda c: c["figures"]["fig3-2"].update(seeds=[1, 1]), "figures.fig3-2.seeds"),
+    (lambda c: c["figures"]["fig3-2"].update(rates=[0.5, 0.5]), "figures.fig3-2.rates"),
+    (lambda c: c.update(figures={}), "figures"),                                               # nothing to build
+])
+def test_the_schema_refuses_duplicates_and_an_empty_figure_list(edit, key):
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from conftest import ROOT
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    edit(cfg)
+    with pytest.raises(WorkflowError) as err:
+        validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    assert ".".join(map(str, err.value.__context__.absolute_path)).startswith(key)
+
+
+def npz_config(tmp_path, y_train, image_side=8):
+    """The demo config with fig3-2 and fig1-2 on a local archive of the given training labels."""
+    y_train = np.asarray(y_train)
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((len(y_train), image_side, image_side, 1), np.uint8),
+             y_train=y_train, x_test=np.zeros((3, image_side, image_side, 1), np.uint8),
+             y_test=np.array([0, 1, 2], y_train.dtype))
+    cfg = demo_config()
+    cfg["datasets"]["local"] = {"source": f"npz:{tmp_path / 'd.npz'}"}
+    cfg["figures"]["fig3-2"].update(dataset="local")
+    cfg["figures"]["fig1-2"].update(dataset="local", classes=[0, 1])
+    return cfg
+
+
+def test_amounts_and_rows_are_checked_against_the_class_sizes_of_a_local_archive(tmp_path):
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 4)        # unsigned labels, 4 images per class
+    check_references(npz_config(tmp_path, labels))              # rates 0.25 and 1.0 of 4 images: 1 and 4
+    cfg = npz_config(tmp_path, labels)
+    cfg["figures"]["fig3-2"].update(rates=[0.1])
+    with pytest.raises(ConfigError, match=r"figures\.fig3-2\.rates': 0\.1 poisons 0 of the 4 images of class 0"):
+        check_references(cfg)
+    cfg = npz_config(tmp_path, labels)
+    cfg["figures"]["fig1-2"].update(per_class=5)
+    with pytest.raises(ConfigError, match=r"figures\.fig1-2\.per_class': 5 rows per class, but class 0"):
+        check_references(cfg)
+    cfg = npz_config(tmp_path, labels)
+    cfg["datasets"]["local"]["train_counts"] = [4] * 9 + [5]
+    with pytest.raises(ConfigError, match=r"datasets\.local\.train_counts': asks for 5 images of class 9"):
+        check_references(cfg)
+
+
+def test_the_class_count_comes_from_both_splits(tmp_path):
+    cfg = npz_config(tmp_path, np.repeat(np.arange(2), 10))   # labels 0, 1 in training; 0, 1, 2 in the test split
+    cfg["figures"]["fig3-2"].update(targets=[2], rates=[1.0])
+    with pytest.raises(ConfigError, match=r"0 of the 0 images of class 2"):
+        check_references(cfg)                                  # class 2 exists (test split), but has no training image
+
+
+def test_model_minimum_sides_match_the_registered_models():
+    import torch
+
+    from pipeline_lib.config import min_image_side
+    from pipeline_lib.models import build
+
+    for model, options in [("vgg", {"stages": [1, 1, 1]}), ("small_cnn", {}), ("airbench", {"width": 4}),
+                           ("thesis_resnet", {"units": 1})]:
+        side = min_image_side(model, options)
+        net = build({"name": model, "in_channels": 1, "num_classes": 3, **options}).eval()
+        assert net(torch.zeros(2, 1, side, side)).shape == (2, 3)
+        if side > 1:
+            with pytest.raises(RuntimeError):
+                net(torch.zeros(2, 1, side - 1, side - 1))

@@ -1,20 +1,52 @@
 """Typed views of the validated config: cross-references checked, figure grids expanded into artifacts."""
 from __future__ import annotations
 
+import dataclasses
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .artifacts import ArtifactError
-from .data import num_classes
+from .data import SourceInfo, describe
 from .layout import Amount, Poisoned, Victim
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
 FILTER_KINDS = ("filtering", "filtered_examples")                            # figures drawn from scored poison sets
 GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
+# keys only some figure kinds read, with their defaults, and those of them a kind requires
+KIND_KEYS: dict[str, dict[str, Any]] = {
+    "examples": {"classes": None, "columns": None, "per_class": 1, "shown_label": None},
+    "filtering": {"filter": None},
+    "filtered_examples": {"filter": None, "inspect": 20},
+    "tsne": {"clean_sample": 500},
+}
+REQUIRED_KEYS = {"examples": ("dataset", "classes", "columns"), "filtering": ("filter",),
+                 "filtered_examples": ("filter",)}
+# grid keys a kind never reads: set there, they would be silently ignored
+IGNORED_KEYS = {
+    "examples": ("attack", "recipe", "defence", "targets", "rates", "counts", "seeds", "series", "defences"),
+    "filtering": ("recipe", "defence", "defences"),
+    "filtered_examples": ("recipe", "defence", "defences"),
+}
 
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key."""
+
+
+def check_yaml(path: str | Path) -> None:
+    """Raise naming the file and line when a config file is missing or is not valid YAML."""
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
 
 
 def schema_error_line(err: Any) -> str:
@@ -30,12 +62,80 @@ def _known(config: dict[str, Any], key: str, section: str, name: str, what: str)
                           f"(defined in '{section}': {', '.join(config.get(section, {})) or 'none'})")
 
 
-def classes_of(config: dict[str, Any], dataset: str) -> int:
-    """Number of classes of a configured dataset (reads only the labels of a local archive)."""
+@cache
+def _describe(source: str) -> SourceInfo:
+    """A source's SourceInfo, read once per process."""
+    return describe(source)
+
+
+def source_info(config: dict[str, Any], dataset: str) -> SourceInfo:
+    """Class count, image shape and (when readable) class sizes of a configured dataset, `train_counts` applied."""
+    spec = config["datasets"][dataset]
     try:
-        return num_classes(config["datasets"][dataset]["source"])
+        info = _describe(spec["source"])
     except ArtifactError as e:
         raise ConfigError(f"config key 'datasets.{dataset}.source': {e}") from None
+    counts = spec.get("train_counts")
+    if counts is None:
+        return info
+    where = f"config key 'datasets.{dataset}.train_counts'"
+    if len(counts) != info.num_classes:
+        raise ConfigError(f"{where}: {len(counts)} entries for {info.num_classes} classes")
+    over = [c for c, n in enumerate(counts) if info.train_counts and n > info.train_counts[c]]
+    if over:
+        raise ConfigError(f"{where}: asks for {counts[over[0]]} images of class {over[0]}, "
+                          f"which has {info.train_counts[over[0]]}")
+    return dataclasses.replace(info, train_counts=tuple(counts))
+
+
+def classes_of(config: dict[str, Any], dataset: str) -> int:
+    """Number of classes of a configured dataset."""
+    return source_info(config, dataset).num_classes
+
+
+def min_image_side(model: str, options: dict[str, Any]) -> int:
+    """The smallest image side a registered model accepts: every max-pool halves it, airbench's whitening
+    (a 2x2 convolution without padding) takes one pixel off first."""
+    if model == "vgg":
+        return 2 ** len(options.get("stages", (2, 2, 2)))
+    return {"small_cnn": 4, "airbench": 9}.get(model, 1)
+
+
+def _check_model(config: dict[str, Any], key: str, recipe: str, dataset: str) -> None:
+    """The recipe's model must shrink the dataset's images no further than to one pixel."""
+    spec = config["recipes"][recipe]
+    side = min(source_info(config, dataset).image_shape[:2])
+    need = min_image_side(spec["model"], spec.get("model_options", {}))
+    if side < need:
+        raise ConfigError(f"config key '{key}': recipe '{recipe}' ({spec['model']}) needs images of at least "
+                          f"{need}x{need} pixels, dataset '{dataset}' has {side}x{side}")
+
+
+def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> None:
+    """Every target and amount must poison at least one and at most the available images (when sizes are known)."""
+    info = source_info(config, grid["dataset"])
+    if info.train_counts is None:
+        return
+    relabels = config["attacks"][grid["attack"]]["method"] != "label_consistent"
+    for t in targets(config, grid):
+        pool = sum(info.train_counts) if relabels else info.train_counts[t]
+        for token in amounts(grid):
+            amount = Amount.parse(token)
+            n = round(amount.rate * info.train_counts[t]) if amount.rate is not None else amount.count
+            if not 1 <= n <= pool:
+                what = "training images" if relabels else f"images of class {t}"
+                raise ConfigError(f"config key '{where}.{'rates' if amount.rate is not None else 'counts'}': "
+                                  f"{token[1:]} poisons {n} of the {pool} {what} of dataset '{grid['dataset']}'")
+
+
+def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset: str) -> None:
+    """An interpolation must move each class towards another class."""
+    spec = config["perturbations"][perturbation]
+    n = classes_of(config, dataset)
+    if spec["method"] in ("gan_interpolation", "pixel_interpolation") and spec.get("partner_offset", 1) % n == 0:
+        raise ConfigError(f"config key 'perturbations.{perturbation}.partner_offset': {spec.get('partner_offset', 1)} "
+                          f"is a multiple of the {n} classes of dataset '{dataset}' (used by '{key}'): every class "
+                          "would be interpolated towards itself")
 
 
 def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any]]]:
@@ -53,7 +153,7 @@ def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any
 
 
 def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str, Any], needs: tuple[str, ...]) -> None:
-    """Every key a figure kind needs is set (in the figure or its series) and names something defined."""
+    """Every key a figure kind needs is set (in the figure or its series), names something defined and fits the data."""
     where = f"figures.{figure}" + (f".series.{label}" if label else "")
     for key in needs:
         if key not in grid:
@@ -70,13 +170,47 @@ def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str,
     if bad:
         raise ConfigError(f"config key '{where}.targets': class {bad[0]} does not exist "
                           f"(dataset '{grid['dataset']}' has classes 0..{n - 1})")
+    attack = config["attacks"][grid["attack"]]
+    if "perturbation" in attack:
+        _check_partner(config, f"{where}.attack", attack["perturbation"], grid["dataset"])
+    if "recipe" in grid:
+        _check_model(config, f"{where}.recipe", grid["recipe"], grid["dataset"])
+    if attack["method"] == "input_aware":
+        _check_model(config, f"attacks.{grid['attack']}.recipe", attack["recipe"], grid["dataset"])
+    _check_amounts(config, where, grid)
+
+
+def _check_examples(config: dict[str, Any], fig: str, spec: dict[str, Any]) -> None:
+    """An examples figure's classes, label and rows exist in its dataset; its columns name defined things."""
+    where = f"figures.{fig}"
+    _known(config, f"{where}.dataset", "datasets", spec["dataset"], "dataset")
+    info = source_info(config, spec["dataset"])
+    for key, values in (("classes", [] if spec["classes"] == "all" else spec["classes"]),
+                        ("shown_label", [spec.get("shown_label", 0)])):
+        if max(values, default=0) >= info.num_classes:
+            raise ConfigError(f"config key '{where}.{key}': class {max(values)} does not exist "
+                              f"(dataset '{spec['dataset']}' has classes 0..{info.num_classes - 1})")
+    shown = example_classes(config, fig)
+    per_class = figure_option(config, fig, "per_class")
+    if info.train_counts and per_class > min(info.train_counts[c] for c in shown):
+        c = min(shown, key=lambda c: info.train_counts[c])
+        raise ConfigError(f"config key '{where}.per_class': {per_class} rows per class, but class {c} of dataset "
+                          f"'{spec['dataset']}' has {info.train_counts[c]} training images")
+    for col, c in spec["columns"].items():
+        for key, section in (("perturbation", "perturbations"), ("trigger", "triggers")):
+            if key in c:
+                _known(config, f"{where}.columns.{col}.{key}", section, c[key], key)
+        if "perturbation" in c:
+            _check_partner(config, f"{where}.columns.{col}", c["perturbation"], spec["dataset"])
 
 
 def check_references(config: dict[str, Any]) -> None:
-    """Every name an attack, perturbation, surrogate or figure uses must be defined; npz sources must exist."""
+    """Every name the config uses is defined, every figure key is read by its kind, and every class, amount,
+    image size and count fits the data (read from npz archives' labels and headers)."""
     for name, s in config.get("surrogates", {}).items():
         _known(config, f"surrogates.{name}.dataset", "datasets", s["dataset"], "dataset")
         _known(config, f"surrogates.{name}.recipe", "recipes", s["recipe"], "recipe")
+        _check_model(config, f"surrogates.{name}.recipe", s["recipe"], s["dataset"])
     for name, p in config.get("perturbations", {}).items():
         for key, section in (("surrogate", "surrogates"), ("gan", "gans")):
             if key in p:
@@ -99,17 +233,15 @@ def check_references(config: dict[str, Any]) -> None:
                                   "perturb their (target-class) images")
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
-        needed = {"examples": ("dataset", "classes", "columns"), "filtering": ("filter",),
-                  "filtered_examples": ("filter",)}.get(kind, ())
-        for key in needed:
+        for key in IGNORED_KEYS.get(kind, ()) + tuple(k for other, keys in KIND_KEYS.items() if other != kind
+                                                      for k in keys if k not in KIND_KEYS.get(kind, {})):
+            if key in spec:
+                raise ConfigError(f"config key 'figures.{fig}.{key}': not used by a '{kind}' figure")
+        for key in REQUIRED_KEYS.get(kind, ()):
             if key not in spec:
                 raise ConfigError(f"config key 'figures.{fig}.{key}': missing (a '{kind}' figure needs it)")
         if kind == "examples":
-            _known(config, f"figures.{fig}.dataset", "datasets", spec["dataset"], "dataset")
-            for col, c in spec["columns"].items():
-                for key, section in (("perturbation", "perturbations"), ("trigger", "triggers")):
-                    if key in c:
-                        _known(config, f"figures.{fig}.columns.{col}.{key}", section, c[key], key)
+            _check_examples(config, fig, spec)
             continue
         if kind in FILTER_KINDS:
             _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
@@ -123,6 +255,11 @@ def check_references(config: dict[str, Any]) -> None:
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
+
+
+def figure_option(config: dict[str, Any], figure: str, key: str) -> Any:
+    """A kind-specific figure key, or its default."""
+    return config["figures"][figure].get(key, KIND_KEYS[config["figures"][figure]["kind"]][key])
 
 
 def amounts(spec: dict[str, Any]) -> list[str]:

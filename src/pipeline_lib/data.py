@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ def validate(ds: Dataset, origin: str) -> Dataset:
     """Check shapes, dtypes and label ranges; raise ArtifactError naming the offending array."""
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if len(x) == 0:
+            raise ArtifactError(f"{origin}: x_{split} is empty (no {split} images)")
         if x.dtype != np.uint8:
             raise ArtifactError(f"{origin}: x_{split} has dtype {x.dtype}, expected uint8 (0..255)")
         if x.ndim != 4 or x.shape[3] not in (1, 3):
@@ -120,14 +123,22 @@ def load_mnist(root: Path) -> Dataset:
                         te.targets.numpy(), [str(i) for i in range(10)])
 
 
+def _class_names(z: dict[str, np.ndarray]) -> list[str]:
+    """An archive's `classes` array, else 0..k for the largest label of either split."""
+    if "classes" in z:
+        return [str(c) for c in z["classes"]]
+    top = max((int(z[k].astype(np.int64).max()) for k in ("y_train", "y_test") if z[k].size), default=-1)
+    return [str(i) for i in range(top + 1)]
+
+
 def load_local_npz(path: Path) -> Dataset:
     """A local archive with x_train, y_train, x_test, y_test (and optionally class names in `classes`)."""
     z = load_npz(path, NPZ_ARRAYS)
-    if "classes" in z:
-        classes = [str(c) for c in z["classes"]]
-    else:
-        n = int(max(z["y_train"].max(initial=-1), z["y_test"].max(initial=-1))) + 1
-        classes = [str(i) for i in range(n)]
+    for split in ("train", "test"):  # refuse, never wrap, images that do not fit 8 bits
+        if z[f"x_{split}"].dtype != np.uint8:
+            raise ArtifactError(f"{path}: array 'x_{split}' has dtype {z[f'x_{split}'].dtype}, expected uint8 "
+                                "(0..255); rescale the images to 8 bits first")
+    classes = _class_names(z)
     for split in ("train", "test"):
         if z[f"x_{split}"].ndim == 3:  # grayscale without channel axis
             z[f"x_{split}"] = z[f"x_{split}"][..., None]
@@ -143,16 +154,43 @@ DATASETS: dict[str, Callable[[Path], Dataset]] = {
 }
 
 
-NUM_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "cifar100_coarse": 20}
+@dataclass(frozen=True)
+class SourceInfo:
+    """What planning checks a source against, read without preparing it."""
+
+    num_classes: int
+    image_shape: tuple[int, ...]               # (H, W, C)
+    train_counts: tuple[int, ...] | None       # training images per class; None until a download is prepared
 
 
-def num_classes(source: str) -> int:
-    """Number of classes of a source without preparing it (an npz archive's labels are read)."""
+# (classes, image shape) of the registry sources; their class sizes are known only once downloaded.
+REGISTRY_INFO = {"digits": (10, (8, 8, 1)), "mnist": (10, (28, 28, 1)), "cifar10": (10, (32, 32, 3)),
+                 "cifar100": (100, (32, 32, 3)), "cifar100_coarse": (20, (32, 32, 3))}
+
+
+def _npz_shape(path: Path, name: str) -> tuple[int, ...]:
+    """The shape of one array of an npz archive, from its header alone (no decompression of the data)."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as f:
+            major, _ = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = header(f)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read the shape of '{name}' ({e})") from None
+    return shape
+
+
+def describe(source: str) -> SourceInfo:
+    """Class count, image shape and class sizes of a source (an npz archive's labels and headers are read)."""
     path = local_path(source)
     if path is None:
-        return NUM_CLASSES[source]
-    z = load_npz(path, {"y_train": "iu"}, only={"y_train", "classes"})
-    return len(z["classes"]) if "classes" in z else int(z["y_train"].max()) + 1
+        n, shape = REGISTRY_INFO[source]
+        return SourceInfo(n, shape, None)
+    z = load_npz(path, {"y_train": "iu", "y_test": "iu"}, only={"y_train", "y_test", "classes"})
+    n = len(_class_names(z))
+    shape = _npz_shape(path, "x_train")
+    counts = np.bincount(z["y_train"].astype(np.int64).clip(0), minlength=n)[:n]
+    return SourceInfo(n, tuple(shape[1:]) + ((1,) if len(shape) == 3 else ()), tuple(int(c) for c in counts))
 
 
 def local_path(source: str) -> Path | None:

@@ -1,18 +1,15 @@
 # Config validation, wildcard constraints and the input functions shared by every stage.
 
 import re
-import sys
-
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # code versions hash this checkout's library
 
 from pipeline_lib.config import (
-    ConfigError,
     check_references,
     classes_of,
     example_classes,
     figure_poison_sets,
     figure_rows,
     figure_settings,
+    figure_option,
     figure_victims,
     schema_error_line,
 )
@@ -25,16 +22,15 @@ from snakemake.utils import validate
 
 
 def validated(cfg):
-    """The config with schema defaults filled in, or a one-line error naming the bad key."""
+    """The config with schema defaults filled in; a bad key stops the run with one line naming it."""
     try:
         validate(cfg, "../schemas/config.schema.yaml")
         check_references(cfg)
     except WorkflowError as e:
         cause = e.__context__  # snakemake wraps the jsonschema ValidationError
-        detail = schema_error_line(cause) if hasattr(cause, "absolute_path") else str(e)
-        raise WorkflowError(f"invalid config: {detail}") from None
+        stop(f"invalid config: {schema_error_line(cause) if hasattr(cause, 'absolute_path') else e}")
     except ConfigError as e:
-        raise WorkflowError(f"invalid config: {e}") from None
+        stop(f"invalid config: {e}")
     return cfg
 
 

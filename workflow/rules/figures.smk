@@ -142,7 +142,7 @@ rule plot_tsne:
         settings=lambda w: figure_settings(config, w.figure),
         titles=tsne_titles,
         cls=lambda w: figure_rows(config, w.figure)[0][1].target,
-        clean_sample=lambda w: config["figures"][w.figure]["clean_sample"],
+        clean_sample=lambda w: figure_option(config, w.figure, "clean_sample"),
         code=code_version("activations"),
     wildcard_constraints:
         figure=figures_of("tsne"),
@@ -220,7 +220,7 @@ rule plot_filtered_examples:
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
-        inspect=lambda w: config["figures"][w.figure]["inspect"],
+        inspect=lambda w: figure_option(config, w.figure, "inspect"),
         code=code_version("galleries"),
     wildcard_constraints:
         figure=figures_of("filtered_examples"),
@@ -249,8 +249,8 @@ rule plot_examples:
         columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],
         classes=lambda w: example_classes(config, w.figure),
         perturbed_keys=example_perturbed_keys,
-        per_class=lambda w: config["figures"][w.figure]["per_class"],
-        shown_label=lambda w: config["figures"][w.figure].get("shown_label"),
+        per_class=lambda w: figure_option(config, w.figure, "per_class"),
+        shown_label=lambda w: figure_option(config, w.figure, "shown_label"),
         triggers=lambda w: {
             c["trigger"]: trigger_of(c["trigger"])
             for c in config["figures"][w.figure]["columns"].values()

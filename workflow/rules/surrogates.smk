@@ -21,9 +21,9 @@ rule train_surrogate:
     conda:
         "../envs/pipeline.yaml"
     log:
-        layout.log("train_surrogate", f"{SURROGATE}/model"),
+        layout.log("train_surrogate", SURROGATE),
     benchmark:
-        layout.benchmark("train_surrogate", f"{SURROGATE}/model")
+        layout.benchmark("train_surrogate", SURROGATE)
     script:
         "../scripts/train_surrogate.py"
 

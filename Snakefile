@@ -6,31 +6,9 @@
 #        snakemake --profile profiles/slurm            (the same grid on a SLURM cluster, a GPU per training job)
 #        snakemake --report report.html                (every figure and table with its caption, one HTML file)
 
-import sys
-
 from snakemake.utils import min_version
 
 min_version("9.0")
-sys.path.insert(0, f"{workflow.basedir}/src")  # code versions hash this checkout's library
-
-from pipeline_lib.config import ConfigError, check_yaml
-
-
-def stop(message):
-    """End the run before planning with one line on stderr (no traceback)."""
-    print(message, file=sys.stderr)
-    sys.exit(1)
-
-
-# A --configfile (a preset under config/) is a complete config that replaces config.yaml; --config key=value
-# overrides single keys of either.
-if not workflow.overwrite_configfiles:
-    try:
-        check_yaml("config.yaml")
-    except ConfigError as e:
-        stop(f"invalid config: {e}")
-
-    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

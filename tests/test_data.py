@@ -42,12 +42,24 @@ def test_grayscale_archives_without_channel_axis_get_one(tmp_path):
     (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "array 'x_train' has dtype float32"),
     (lambda a: a.update(y_train=a["y_train"][:5]), "y_train has shape"),
     (lambda a: a.update(x_test=a["x_test"][:, :4]), "differ from x_test"),
+    # 16-bit images are refused, never wrapped modulo 256
+    (lambda a: a.update(x_train=a["x_train"].astype(np.uint16) * 4), "array 'x_train' has dtype uint16, expected uint8"),
+    (lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]), "x_test is empty"),
+    (lambda a: a.update(x_train=a["x_train"][:0], y_train=a["y_train"][:0]), "x_train is empty"),
 ])
 def test_broken_archives_name_the_offending_array(tmp_path, change, message):
     a = arrays()
     change(a)
     with pytest.raises(ArtifactError, match=message):
         load_source(write(tmp_path / "bad.npz", **a), "unused")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_labels_of_any_integer_dtype_are_read_and_the_class_count_spans_both_splits(tmp_path, dtype):
+    a = arrays()
+    a["y_train"], a["y_test"] = a["y_train"].astype(dtype), (a["y_test"] + 2).astype(dtype)  # 0..3 and 2..5
+    ds = load_source(write(tmp_path / "u.npz", **a), "unused")
+    assert ds.classes == ("0", "1", "2", "3", "4", "5") and ds.y_test.dtype == np.int64
 
 
 def test_object_arrays_are_refused_not_unpickled(tmp_path):

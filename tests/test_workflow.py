@@ -108,6 +108,57 @@ def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, edit, message):
     assert r.returncode != 0 and message in r.stdout + r.stderr
 
 
+def test_config_overrides_apply_to_the_default_config_and_to_presets(tmp_path):
+    shutil.copy(ROOT / "config.yaml", tmp_path)
+    r = snakemake(tmp_path, "-n", "--config", "train_threads=3", "--cores", "8", "results/figures/fig3-8.png")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"rule train_victim:.*?threads: 3", r.stdout, re.S)
+    r = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/demo.yaml"), "--config", "train_threads=2",
+                  "--cores", "8", "results/figures/fig3-8.png")
+    assert r.returncode == 0 and "fig3-8" in r.stdout and "cifar10" not in r.stdout  # the preset replaced config.yaml
+    assert re.search(r"rule train_victim:.*?threads: 2", r.stdout, re.S)
+
+
+def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    (tmp_path / "config.yaml").write_text("datasets:\n  digits: {source: digits}\ntriggers: [a\nattacks: {}\n")
+    r = snakemake(tmp_path, "-n")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "invalid config: config.yaml, line 4, column 8: not valid YAML (expected ',' or ']', but got ':')")
+
+
+def test_a_broken_config_stops_with_exactly_one_line(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg["figures"]["fig3-2"]["targets"] = [0, 0]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(tmp_path, "--configfile", str(tmp_path / "bad.yaml"), "-n")
+    lines = [line for line in r.stderr.splitlines() if not line.startswith("Using workflow specific profile")]
+    assert r.returncode == 1 and r.stdout == "" and len(lines) == 1
+    assert lines[0].startswith("invalid config: config key 'figures.fig3-2.targets': [0, 0] has non-unique elements")
+
+
+def test_a_changed_dataset_file_whose_preparation_fails_never_counts_as_up_to_date(tmp_path):
+    import numpy as np
+
+    def archive(test_side):
+        rng = np.random.default_rng(test_side)
+        np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8),
+                 y_train=np.arange(40) % 4, y_test=np.arange(8) % 4,
+                 x_test=rng.integers(0, 256, (8, test_side, 8, 1), dtype=np.uint8))
+
+    archive(8)
+    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg["datasets"]["d"] = {"source": f"npz:{tmp_path / 'd.npz'}"}
+    cfg["figures"] = {"ex": {"kind": "examples", "title": "x", "dataset": "d", "classes": [0], "columns": {"a": {}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1").returncode == 0
+    archive(7)                                                   # the file changes and no longer prepares
+    for _ in range(2):                                           # the failed rerun, then the next run
+        r = snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1")
+        assert r.returncode != 0 and "Nothing to be done" not in r.stdout + r.stderr
+        assert "x_train images (8, 8, 1) differ from x_test (7, 8, 1)" in r.stderr
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """The demo pipeline, run once end to end into a fresh directory."""

@@ -1,9 +1,10 @@
 """Atomic, pickle-free reading and writing of the pipeline's artifacts (npz, json)."""
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
-import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,17 +19,18 @@ class ArtifactError(ValueError):
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` that is renamed onto it only if the block succeeds."""
+    """Yield the temporary path `.<name>.tmp` beside `path`, renamed onto it only if the block succeeds.
+
+    The name is fixed, so a job killed mid-write leaves at most one temp file, which its rerun overwrites
+    and renames away; files are created as the umask says (Snakemake never runs two jobs on one output)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
@@ -58,10 +60,31 @@ def load_npz(path: str | Path, required: Mapping[str, str] | None = None,
     return arrays
 
 
-def save_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically, indented and key-sorted for stable diffs."""
+def save_torch(path: str | Path, obj: Any) -> None:
+    """torch.save a dict of tensors atomically; the bytes depend only on the contents, not on the file name."""
+    import torch  # only the training stages write weights
+
+    buf = io.BytesIO()  # a file path would be recorded inside the archive
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_bytes(buf.getvalue())
+
+
+def _strict(obj: Any) -> Any:
+    """NaN and infinities (a metric over no images) as null, recursively, so the JSON stays strict."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def save_json(path: str | Path, obj: Any) -> None:
+    """Write strict JSON atomically (non-finite numbers as null), indented and key-sorted for stable diffs."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_strict(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def load_json(path: str | Path) -> Any:

@@ -50,7 +50,13 @@ def check_yaml(path: str | Path) -> None:
 
 
 def schema_error_line(err: Any) -> str:
-    """One line from a jsonschema ValidationError: the dotted key path and what is wrong."""
+    """One line from a jsonschema ValidationError: the dotted key path and what is wrong; for a value matching
+    none of several alternatives, what is wrong under the alternative of its own kind (a list for a list)."""
+    own_kind = [e for e in err.context or () if not (e.validator in ("type", "const", "enum") and not e.relative_path)]
+    if own_kind:
+        kinds = {e.schema_path[0] for e in err.context if e in own_kind}
+        if len(kinds) == 1:
+            err = own_kind[0]
     path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
     return f"config key '{path}': {err.message}"
 

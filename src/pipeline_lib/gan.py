@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import devices
-from .artifacts import atomic_path, save_json, save_npz
+from .artifacts import save_json, save_npz, save_torch
 from .data import load_prepared
 from .models import to_float
 
@@ -147,8 +147,7 @@ def save_generator(path: str | Path, g: Generator) -> None:
     """Save the generator's shape, latent size and weights atomically."""
     c, h, w = g.shape
     spec = {"channels": c, "height": h, "width_px": w, "latent": g.latent, "width": g.fc[0].out_features // (h * w // 4)}
-    with atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": g.state_dict()}, tmp)
+    save_torch(path, {"spec": spec, "state_dict": g.state_dict()})
 
 
 def load_generator(path: str | Path) -> Generator:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import atomic_path
+from .artifacts import save_torch
 
 
 class InputNorm(nn.Module):
@@ -206,8 +206,7 @@ def fit_to_data(model: Classifier, x: torch.Tensor) -> None:
 def save_weights(path: str | Path, arch: Mapping[str, Any], module: nn.Module) -> None:
     """Save a model's architecture spec and state dict atomically."""
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"arch": dict(arch), "state_dict": state}, tmp)
+    save_torch(path, {"arch": dict(arch), "state_dict": state})
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import atomic_path
+from .artifacts import save_torch
 from .models import to_float
 
 
@@ -66,9 +66,8 @@ class DynamicTrigger:
     def save(self, path: str) -> None:
         """Both networks' weights and shapes, atomically (loaded with weights_only)."""
         first = self.g.net[0]
-        with atomic_path(path) as tmp:
-            torch.save({"channels": first.in_channels, "width": first.out_channels,
-                        "generator": self.g.state_dict(), "mask": self.m.state_dict()}, tmp)
+        save_torch(path, {"channels": first.in_channels, "width": first.out_channels,
+                          "generator": self.g.state_dict(), "mask": self.m.state_dict()})
 
     @classmethod
     def load(cls, path: str) -> DynamicTrigger:

@@ -1,9 +1,16 @@
 # Config validation, wildcard constraints and the input functions shared by every stage.
 
+import functools
+import hashlib
 import re
+import sys
+
+sys.path.insert(0, f"{workflow.basedir}/src")  # code versions hash this checkout's library
 
 from pipeline_lib.config import (
+    ConfigError,
     check_references,
+    check_yaml,
     classes_of,
     example_classes,
     figure_poison_sets,
@@ -19,6 +26,23 @@ from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+
+def stop(message):
+    """End the run before planning with one line on stderr (no traceback)."""
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
+# A --configfile (a preset under config/) is a complete config that replaces config.yaml; --config key=value
+# overrides single keys of either.
+if not workflow.overwrite_configfiles:
+    try:
+        check_yaml("config.yaml")
+    except ConfigError as e:
+        stop(f"invalid config: {e}")
+
+    configfile: "config.yaml"
 
 
 def validated(cfg):
@@ -69,6 +93,19 @@ def local_dataset_file(w):
     """The local archive a dataset is read from, so editing it reruns preparation."""
     path = local_path(dataset_source(w))
     return [str(path)] if path else []
+
+
+@functools.cache
+def data_version(dataset):
+    """What a prepared dataset is made from: its config block and, for a local archive, a hash of the archive.
+    Every rule that reads the prepared dataset takes it as a param, so a changed archive reruns them even when
+    its preparation then fails (Snakemake would otherwise keep outputs whose missing input it cannot remake)."""
+    spec = canonical(config["datasets"][dataset])
+    path = local_path(spec["source"])
+    if path is None or not path.is_file():
+        return spec
+    with open(path, "rb") as f:
+        return {**spec, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
 
 
 def figures_of(*kinds):

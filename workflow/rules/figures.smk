@@ -138,6 +138,7 @@ rule plot_tsne:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
+        data=lambda w: data_version(figure_rows(config, w.figure)[0][1].dataset),
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         titles=tsne_titles,
@@ -217,6 +218,7 @@ rule plot_filtered_examples:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
+        data=lambda w: data_version(config["figures"][w.figure]["dataset"]),
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
@@ -244,6 +246,7 @@ rule plot_examples:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
+        data=lambda w: data_version(config["figures"][w.figure]["dataset"]),
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],

@@ -8,6 +8,7 @@ rule perturb_class:
     output:
         layout.PERTURBED,
     params:
+        data=lambda w: data_version(w.dataset),
         spec=lambda w: canonical(config["perturbations"][w.perturbation]),
         code=code_version("perturb"),
     threads: config["train_threads"]

@@ -9,6 +9,7 @@ rule poison_dataset:
     output:
         layout.POISONED,
     params:
+        data=lambda w: data_version(w.dataset),
         method=lambda w: config["attacks"][w.attack]["method"],
         trigger=attack_trigger,
         code=code_version("attacks"),
@@ -28,6 +29,7 @@ rule score_training_set:
     output:
         layout.SCORES,
     params:
+        data=lambda w: data_version(w.dataset),
         code=code_version("filtering"),
     resources:
         gpu=1,

@@ -11,6 +11,7 @@ rule train_surrogate:
         model=f"{SURROGATE}/model.pt",
         metrics=f"{SURROGATE}/metrics.json",
     params:
+        data=lambda w: data_version(config["surrogates"][w.surrogate]["dataset"]),
         spec=lambda w: canonical(config["surrogates"][w.surrogate]),
         recipe=lambda w: canonical(config["recipes"][config["surrogates"][w.surrogate]["recipe"]]),
         code=code_version("surrogates"),
@@ -35,6 +36,7 @@ rule train_gan:
         generator=f"{GAN_PAIR}/generator.pt",
         log=f"{GAN_PAIR}/train_log.json",
     params:
+        data=lambda w: data_version(w.dataset),
         recipe=lambda w: gan_training(w.gan),
         code=code_version("gan"),
     threads: config["train_threads"]
@@ -58,6 +60,7 @@ rule encode_class:
     output:
         f"{GAN_PAIR}/latents.npz",
     params:
+        data=lambda w: data_version(w.dataset),
         recipe=lambda w: gan_encoding(w.gan),
         code=code_version("gan"),
     threads: config["train_threads"]
@@ -83,6 +86,7 @@ rule train_input_aware:
         model=f"{DYNAMIC}/model.pt",
         metrics=f"{DYNAMIC}/metrics.json",
     params:
+        data=lambda w: data_version(w.dataset),
         recipe=attacker_recipe,
         spec=lambda w: canonical(config["attacks"][w.attack].get("input_aware", {})),
         code=code_version("input_aware"),

@@ -13,6 +13,7 @@ rule train_victim:
         model=f"{VICTIM}/model.pt",
         log=f"{VICTIM}/train_log.json",
     params:
+        data=lambda w: data_version(w.dataset),
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
         defence=defence_spec,
         code=code_version("victims"),
@@ -38,6 +39,7 @@ rule evaluate_victim:
     output:
         f"{VICTIM}/metrics.json",
     params:
+        data=lambda w: data_version(w.dataset),
         trigger=attack_trigger,
         describe=lambda w: {
             "dataset": w.dataset,

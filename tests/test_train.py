@@ -47,3 +47,18 @@ def test_augmentation_crops_and_flips_whole_images():
 def test_unknown_recipe_keys_are_named():
     with pytest.raises(ValueError, match="unknown recipe key"):
         Recipe.from_config({"model": "small_cnn", "epochs": 1, "batch_size": 1, "lr": 1, "warmup": 3})
+
+
+def test_progress_reports_rate_and_time_left_at_its_interval_and_at_the_end(capsys):
+    from pipeline_lib.runlog import Progress
+
+    now = [0.0]
+    progress = Progress("training", 100, interval=30, clock=lambda: now[0])
+    for step in range(1, 101):
+        now[0] = step * 1.0                  # one step per second
+        progress.update(step)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "training: 30/100 steps (30%), 1 steps/s, 1m10s left"
+    assert lines[1:] == ["training: 60/100 steps (60%), 1 steps/s, 40s left",
+                         "training: 90/100 steps (90%), 1 steps/s, 10s left",
+                         "training: 100/100 steps (100%), 1 steps/s, 0s left"]

@@ -282,7 +282,9 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", "results/data/broken.npz")
     assert r.returncode != 0
-    assert "error: ArtifactError: " in r.stderr and "array 'x_train' has dtype float32" in r.stderr
+    error = [line for line in r.stderr.splitlines() if line.startswith("error: ArtifactError: ")]
+    assert error and "array 'x_train' has dtype float32" in error[-1]
+    assert error[-1] in r.stderr.splitlines()[-8:]  # the last thing before Snakemake's closing lines
     assert not (tmp_path / "results/data/broken.npz").exists()
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from . import models
 from .adversarial import pgd_adversary
 from .models import to_float
+from .runlog import Progress
 from .train import Recipe, Tracer, arch_of, augment, seed_everything, train
 
 # --------------------------------------------------------------------------- shared helpers
@@ -180,6 +181,7 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
                                                  noise_generator=torch.Generator(device).manual_seed(seed))
     gen = torch.Generator(device=device).manual_seed(seed)
     step, t0, log = 0, time.perf_counter(), []
+    progress = Progress("DP-SGD" if private else "frozen SGD", spec["steps"], "lots")
     while step < spec["steps"]:
         frozen_batch_norms(model)  # batch norms keep their pretrained statistics (thesis 7.10)
         with BatchMemoryManager(data_loader=loader, max_physical_batch_size=spec["physical_batch"],
@@ -193,6 +195,7 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
                 opt.step()
                 if engine is None or not opt._is_last_step_skipped:
                     step += 1
+                    progress.update(step)
                 if step >= spec["steps"]:
                     break
         log.append({"step": step, "seconds": time.perf_counter() - t0})

@@ -14,6 +14,7 @@ from . import devices
 from .artifacts import save_json, save_npz, save_torch
 from .data import load_prepared
 from .models import to_float
+from .runlog import Progress
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def train_wgan_gp(x: torch.Tensor, r: GanRecipe, seed: int) -> tuple[Generator, 
     opt_d = torch.optim.Adam(d.parameters(), lr=r.lr, betas=r.betas)
     gen = torch.Generator(device=device).manual_seed(seed)
     log, t0 = [], time.perf_counter()
+    progress = Progress("WGAN-GP", r.steps, "generator updates")
     for step in range(r.steps):
         for _ in range(r.critic_steps):
             real = x[torch.randint(0, len(x), (r.batch_size,), generator=gen, device=device)]
@@ -105,6 +107,7 @@ def train_wgan_gp(x: torch.Tensor, r: GanRecipe, seed: int) -> tuple[Generator, 
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        progress.update(step + 1)
         if step % max(1, r.steps // 50) == 0 or step == r.steps - 1:
             log.append({"step": step, "critic_loss": float(loss_d.detach()), "generator_loss": float(loss_g.detach())})
     return g.cpu().eval(), {"seconds": time.perf_counter() - t0, "log": log}
@@ -115,16 +118,18 @@ def encode(g: Generator, x: torch.Tensor, steps: int, lr: float, seed: int, batc
     g.eval().requires_grad_(False)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     out = []
+    progress = Progress("latent search", len(x) * steps, "image steps")
     for i in range(0, len(x), batch):
         target = x[i:i + batch]
         z = torch.randn(len(target), g.latent, generator=gen, device=x.device).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
-        for _ in range(steps):
+        for k in range(steps):
             # per-image mean error, summed: every image's code follows its own gradient
             loss = (g(z) - target).pow(2).flatten(1).mean(1).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            progress.update(i * steps + len(target) * (k + 1))
         out.append(z.detach())
     return torch.cat(out)
 

@@ -21,6 +21,7 @@ from . import devices, models
 from .artifacts import save_json
 from .data import load_prepared
 from .models import predict, to_float
+from .runlog import Progress
 from .train import Recipe, arch_of, augment, optimizer_for, seed_everything
 from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
 
@@ -79,7 +80,9 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
 
     opt_m = torch.optim.Adam(m.parameters(), spec.lr_mask, betas=(0.5, 0.9))
     m.train()
-    for _ in range(max(1, round(spec.mask_epochs))):
+    epochs = max(1, round(spec.mask_epochs))
+    progress = Progress("mask network", epochs, "epochs")
+    for epoch in range(epochs):
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
             x1, x2 = to_float(xs[i1]), to_float(xs[i2])
             m1, m2 = mask(m, x1), mask(m, x2)
@@ -88,6 +91,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             opt_m.zero_grad(set_to_none=True)
             loss.backward()
             opt_m.step()
+        progress.update(epoch + 1)
     m.eval().requires_grad_(False)
 
     arch = arch_of(recipe, x, num_classes)
@@ -98,6 +102,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     opt_c, opt_g = optimizer_for(model, recipe), torch.optim.Adam(g.parameters(), spec.lr_generator, betas=(0.5, 0.9))
     steps_per_epoch = max(1, len(ys) // recipe.batch_size)
     total, step, log = int(recipe.epochs * steps_per_epoch), 0, []
+    progress = Progress("classifier and trigger generator", total)
     while step < total:
         hits = torch.zeros(3, device=device)  # summed per-batch accuracies: backdoor, cross, clean (no host sync)
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
@@ -121,6 +126,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             loss.backward()
             opt_c.step()
             opt_g.step()
+            progress.update(step + 1)
             right = (out.argmax(1) == labels).float()
             hits += torch.stack([right[:nb].mean(), right[nb:nb + nc].sum() / max(nc, 1), right[nb + nc:].mean()])
             step += 1

@@ -17,6 +17,7 @@ from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
 from .layout import partner_class
 from .models import to_float
+from .runlog import Progress
 
 
 def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
@@ -29,11 +30,12 @@ def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str
     """Adversarial perturbations from the surrogate, eps and step on the 0..255 scale (thesis 7.5)."""
     model = models.load_model(ctx["surrogate"]).to(ctx["device"])
     attack = pgd_adversary(spec)
-    out = []
+    out, progress = [], Progress("PGD", len(x), "images")
     for i in range(0, len(x), 500):
         xb = to_float(torch.from_numpy(x[i:i + 500])).to(ctx["device"])
         yb = torch.from_numpy(y[i:i + 500]).to(ctx["device"])
         out.append(quantize(x[i:i + 500], attack(model, xb, yb)))
+        progress.update(i + len(xb))
     return np.concatenate(out)
 
 

@@ -1,22 +1,54 @@
-"""Job logging for workflow scripts: output to the rule's log file, failures as one clear line."""
+"""Job logging for workflow scripts: output to the rule's log file, progress of long loops, failures as one clear
+line."""
 from __future__ import annotations
 
 import sys
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 
 @contextmanager
 def job_log(path: str | Path) -> Iterator[None]:
-    """Send the job's output to `path`; on failure log the traceback and print one line to stderr."""
+    """Send the job's output to `path`; on failure log the traceback and end both the log and stderr with
+    one `error:` line."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     real_stderr = sys.stderr
     with open(path, "w") as log, redirect_stdout(log), redirect_stderr(log):
         try:
             yield
         except Exception as e:
+            line = f"error: {type(e).__name__}: {e} (details in {path})"
             traceback.print_exc()
-            print(f"error: {type(e).__name__}: {e} (details in {path})", file=real_stderr)
+            print(line)  # the log's last line, so Snakemake's --show-failed-logs output ends with it
+            print(line, file=real_stderr)
             raise SystemExit(1) from None
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as '1h02m', '3m05s' or '12s'."""
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Progress:
+    """Logs 'what: done/total unit (pct), rate, time left' every `interval` seconds and once at the end, to the
+    job's log (stdout); it only reads the clock, so it never waits for the GPU."""
+
+    def __init__(self, what: str, total: int, unit: str = "steps", interval: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.total, self.unit, self.interval, self.clock = what, total, unit, interval, clock
+        self.start = self.last = clock()
+
+    def update(self, done: int) -> None:
+        """Report `done` of `total` if the interval has passed or the work is complete."""
+        now = self.clock()
+        if done < self.total and now - self.last < self.interval:
+            return
+        self.last, elapsed = now, max(now - self.start, 1e-9)
+        rate = done / elapsed
+        left = _duration((self.total - done) / rate) if rate > 0 else "unknown"
+        print(f"{self.what}: {done}/{self.total} {self.unit} ({100 * done / max(self.total, 1):.0f}%), "
+              f"{rate:.3g} {self.unit}/s, {left} left", flush=True)

@@ -15,6 +15,7 @@ from torch import nn
 from . import models
 from .adversarial import Adversary
 from .models import to_float
+from .runlog import Progress
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     trace_every = max(1, steps_per_epoch // recipe.trace_per_epoch) if recipe.trace_per_epoch else 0
     log: list[dict[str, float]] = []
     step, t0 = 0, time.perf_counter()
+    progress = Progress("training", total)
     while step < total:
         model.train()
         order = torch.randperm(n, generator=gen, device=device)
@@ -164,6 +166,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
             correct += (out.argmax(1) == yb).sum()
             seen += len(yb)
             step += 1
+            progress.update(step)
             if tracer is not None and trace_every and (step % trace_every == 0 or step == total):
                 tracer(model, step)
                 model.train()

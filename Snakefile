@@ -31,6 +31,7 @@ localrules:
     aggregate_all_metrics,
     plot_heatmap,
     plot_lines,
+    plot_defence_heatmap,
     plot_loss_trace,
     plot_filtering,
     plot_filtered_examples,

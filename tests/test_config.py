@@ -233,3 +233,21 @@ def test_model_minimum_sides_match_the_registered_models():
         if side > 1:
             with pytest.raises(RuntimeError):
                 net(torch.zeros(2, 1, side - 1, side - 1))
+
+
+def test_the_schema_offers_exactly_what_the_registries_define():
+    import yaml
+
+    from conftest import ROOT
+    from pipeline_lib import attacks, data, defences, models, perturb, triggers
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]
+    item = lambda section: props[section]["additionalProperties"]["properties"]  # noqa: E731
+    assert set(schema["$defs"]["recipe"]["properties"]["model"]["enum"]) == set(models.MODELS)
+    assert set(item("triggers")["pattern"]["enum"]) == {*triggers.PATTERNS, *triggers.GLOBAL_PATTERNS}
+    assert set(item("perturbations")["method"]["enum"]) == set(perturb.PERTURBATIONS)
+    assert set(item("attacks")["method"]["enum"]) == set(attacks.ATTACKS)
+    assert set(item("defences")["method"]["enum"]) | {"none"} == set(defences.DEFENCES)
+    sources = item("datasets")["source"]["pattern"]
+    assert sources == "^(" + "|".join(data.DATASETS) + "|npz:.+)$" and set(data.REGISTRY_INFO) == set(data.DATASETS)

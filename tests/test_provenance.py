@@ -14,6 +14,18 @@ def test_closure_follows_in_package_imports():
     assert "trigger_nets" in closure("attacks") and "input_aware" not in closure("attacks")  # poisons use, not train, them
 
 
-def test_code_version_is_stable_and_distinguishes_rules():
-    assert code_version("attacks") == code_version("attacks")
-    assert code_version("attacks") != code_version("plots")
+def test_code_version_changes_with_the_source_of_its_closure_only(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline_lib import provenance
+
+    copy = tmp_path / "pipeline_lib"
+    shutil.copytree(provenance.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", copy)
+    provenance._local_imports.cache_clear()
+    before = {m: code_version(m) for m in ("perturb", "attacks")}
+    assert before["perturb"] != before["attacks"]
+    with open(copy / "gan.py", "a") as f:   # imported by perturb (GAN interpolation), not by attacks
+        f.write("\n# an edit\n")
+    assert code_version("perturb") != before["perturb"] and code_version("attacks") == before["attacks"]
+    provenance._local_imports.cache_clear()

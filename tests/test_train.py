@@ -39,9 +39,15 @@ def test_augmentation_crops_and_flips_whole_images():
     out = augment(x, r, torch.Generator().manual_seed(0))
     for i in range(2):
         assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
-    shifted = augment(x, Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, crop_padding=1, flip=False),
-                      torch.Generator().manual_seed(1))
-    assert shifted.shape == x.shape
+    shifted = augment(x, Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, crop_padding=1, flip=False,
+                                pad_mode="constant"), torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for i in range(2):  # each image is some 4x4 window of its zero-padded self, and the windows differ in place
+        windows = [padded[i, :, r:r + 4, c:c + 4] for r in range(3) for c in range(3)]
+        assert any(torch.equal(shifted[i], w) for w in windows)
+    offsets = [next(k for k in range(9) if torch.equal(shifted[i], padded[i, :, k // 3:k // 3 + 4, k % 3:k % 3 + 4]))
+               for i in range(2)]
+    assert offsets != [4, 4]  # not every image left uncropped
 
 
 def test_unknown_recipe_keys_are_named():

@@ -186,7 +186,7 @@ def test_demo_draws_every_figure_from_real_training(demo):
 def test_demo_surrogates_record_clean_and_robust_accuracy(demo):
     metrics = {s: json.loads((demo / f"results/surrogates/{s}/metrics.json").read_text())
                for s in ("adversarial", "standard", "blackbox", "trusted")}
-    assert all(m["clean_accuracy"] > 0.8 and 0 <= m["robust_accuracy"] <= 1 for m in metrics.values())
+    assert all(m["clean_accuracy"] > 0.8 for m in metrics.values())
     assert metrics["adversarial"]["robust_accuracy"] > metrics["standard"]["robust_accuracy"]
     assert metrics["trusted"]["train_images"] == 256 and metrics["blackbox"]["train_images"] == 450
 
@@ -218,7 +218,9 @@ def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     assert len(grid) == 30 and set(grid["defence"]) == {"none", "adv", "dp_1", "abl", "spectral", "clustering"}
     dp = grid[grid["defence"] == "dp_1"]
     assert (dp["epsilon"] > 0).all() and dp["epsilon"].nunique() == 1  # same lots and steps, same budget
-    assert grid[grid["defence"] == "abl"]["isolation_precision"].between(0, 1).all()
+    abl = grid[grid["defence"] == "abl"]  # precision and recall count the same isolated poisons
+    hits = abl["isolation_precision"] * abl["isolated"]
+    assert (hits.round(6) == (abl["isolation_recall"] * abl["count"]).round(6)).all()
     assert grid[grid["defence"] == "spectral"]["flagged"].notna().all()
     badnets = grid[grid["series"] == "BadNets"].set_index("defence")["asr_labelled"]
     assert badnets["none"] > 0.9 and badnets["dp_1"] < 0.5  # DP-SGD defeats the demo's BadNets

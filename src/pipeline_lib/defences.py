@@ -24,7 +24,7 @@ from torch import nn
 
 from . import models
 from .adversarial import pgd_adversary
-from .models import to_float
+from .models import batched, to_float
 from .runlog import Progress
 from .train import Recipe, Tracer, arch_of, augment, seed_everything, train
 
@@ -38,22 +38,17 @@ def detection(flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, float]:
             "recall": hits / max(int(poisoned.sum()), 1)}
 
 
-@torch.no_grad()
 def per_sample_loss(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
     """Cross-entropy of every example under a model in eval mode."""
     model.eval().to(device)
-    out = [nn.functional.cross_entropy(model(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float(),
-                                       torch.from_numpy(y[i:i + 1000]).to(device), reduction="none").cpu()
-           for i in range(0, len(y), 1000)]
-    return torch.cat(out).numpy()
+    return batched(lambda xb, yb: nn.functional.cross_entropy(model(xb).float(), yb, reduction="none"), x, y,
+                   device=device).numpy()
 
 
-@torch.no_grad()
 def embeddings(model: models.Classifier, x: np.ndarray, device: torch.device) -> np.ndarray:
     """Penultimate-layer activations of every example."""
     model.eval().to(device)
-    return torch.cat([model.embed(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float().cpu()
-                      for i in range(0, len(x), 1000)]).numpy()
+    return batched(lambda xb: model.embed(xb).float(), x, device=device).numpy()
 
 
 # --------------------------------------------------------------------------- Anti-Backdoor Learning

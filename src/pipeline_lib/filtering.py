@@ -5,21 +5,17 @@ import numpy as np
 import torch
 
 from . import devices, models
-from .models import to_float
+from .models import batched
 from .artifacts import load_npz, save_npz
 from .attacks import read_poison_set
 from .data import load_prepared
 
 
-@torch.no_grad()
 def label_probability(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
     """Softmax probability the model assigns to each image's (possibly poisoned) label."""
     model.eval().to(device)
-    out = []
-    for i in range(0, len(x), 1000):
-        p = model(to_float(torch.from_numpy(x[i:i + 1000]).to(device))).float().softmax(1)
-        out.append(p.gather(1, torch.from_numpy(y[i:i + 1000]).to(device)[:, None])[:, 0].cpu())
-    return torch.cat(out).numpy()
+    return batched(lambda xb, yb: model(xb).float().softmax(1).gather(1, yb[:, None])[:, 0], x, y,
+                   device=device).numpy()
 
 
 def poisoned_among_lowest(prob: np.ndarray, poisoned: np.ndarray) -> np.ndarray:

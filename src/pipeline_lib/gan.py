@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from . import devices
 from .artifacts import save_json, save_npz, save_torch
+from .blocks import from_block
 from .data import load_prepared
 from .models import to_float
 from .runlog import Progress
@@ -35,13 +36,7 @@ class GanRecipe:
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> GanRecipe:
         """Build from a config block, rejecting unknown keys by name."""
-        unknown = sorted(set(block) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown GAN key(s): {', '.join(unknown)}")
-        kw = dict(block)
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        return cls(**kw)
+        return from_block(cls, block, "GAN")
 
 
 class Generator(nn.Module):

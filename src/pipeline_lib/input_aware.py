@@ -8,7 +8,6 @@ loss keeps triggers of different images different, a norm loss keeps masks spars
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from torch import nn
 
 from . import devices, models
 from .artifacts import save_json
+from .blocks import from_block
 from .data import load_prepared
 from .models import predict, to_float
 from .runlog import Progress
@@ -47,10 +47,7 @@ class DynamicRecipe:
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> DynamicRecipe:
         """Build from a config block, rejecting unknown keys by name."""
-        unknown = sorted(set(block) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown input-aware key(s): {', '.join(unknown)}")
-        return cls(**block)
+        return from_block(cls, block, "input-aware")
 
 
 def diversity(x1: torch.Tensor, x2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:

@@ -224,9 +224,18 @@ def load_model(path: str | Path) -> Classifier:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 1000) -> np.ndarray:
+def batched(fn: Callable[..., torch.Tensor], images: np.ndarray | torch.Tensor, *extra: np.ndarray | torch.Tensor,
+            device: torch.device | None = None, batch_size: int = 1000) -> torch.Tensor:
+    """fn(float NCHW images in [0, 1], *the matching rows of `extra`) over uint8 NHWC images, batch by batch on
+    `device` (default: where the images are), concatenated on the CPU."""
+    def rows(a: np.ndarray | torch.Tensor, i: int) -> torch.Tensor:
+        return torch.as_tensor(a[i:i + batch_size]).to(device or torch.as_tensor(images[:0]).device)
+    out = [fn(to_float(rows(images, i)), *(rows(e, i) for e in extra)).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
     """Predicted labels for uint8 NHWC images."""
     model.eval().to(device)
-    preds = [model(to_float(torch.from_numpy(x[i:i + batch_size]).to(device))).argmax(1).cpu()
-             for i in range(0, len(x), batch_size)]
-    return torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+    return batched(lambda xb: model(xb).argmax(1), x, device=device).long().numpy()

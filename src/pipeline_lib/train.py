@@ -1,7 +1,6 @@
 """Training loops: one hyperparameter recipe per config block, seeded, on the device the caller leases."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -13,8 +12,9 @@ import torch
 from torch import nn
 
 from . import models
+from .blocks import from_block
 from .adversarial import Adversary
-from .models import to_float
+from .models import batched, to_float
 from .runlog import Progress
 
 
@@ -45,15 +45,7 @@ class Recipe:
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> Recipe:
         """Build from a config block, rejecting unknown keys by name."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(block) - names)
-        if unknown:
-            raise ValueError(f"unknown recipe key(s): {', '.join(unknown)}")
-        kw = dict(block)
-        for key in ("milestones", "triangle"):
-            if key in kw:
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
+        return from_block(cls, block, "recipe")
 
     def lr_factor(self, step: int, total: int, steps_per_epoch: int) -> float:
         """Learning-rate multiplier at a step."""
@@ -191,8 +183,8 @@ class LossTrace:
         model.eval()
         point: dict[str, Any] = {"step": step}
         for name, (x, y) in self.groups.items():
-            losses = torch.cat([nn.functional.cross_entropy(model(to_float(x[i:i + 1000])).float(), y[i:i + 1000],
-                                                            reduction="none") for i in range(0, len(y), 1000)])
+            losses = batched(lambda xb, yb: nn.functional.cross_entropy(model(xb).float(), yb, reduction="none"),
+                             x, y)
             q = torch.quantile(losses, torch.tensor([0.25, 0.5, 0.75], device=losses.device)).tolist()
             point[name] = {"q25": q[0], "median": q[1], "q75": q[2]}
         self.points.append(point)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .artifacts import save_torch
-from .models import to_float
+from .models import batched, to_float
 
 
 class TriggerNet(nn.Module):
@@ -55,12 +55,10 @@ class DynamicTrigger:
         gets the trigger and mask drawn for its source image instead (the cross-trigger case)."""
         images = np.ascontiguousarray(images)
         sources = images if sources is None else np.ascontiguousarray(sources)
-        out = [apply_trigger(self.g, self.m, to_float(torch.from_numpy(images[i:i + 1000])),
-                             source=to_float(torch.from_numpy(sources[i:i + 1000])))
-               for i in range(0, len(images), 1000)]
-        if not out:
+        if not len(images):
             return images.copy()
-        x = torch.cat(out).clamp(0, 1).mul(255).round().to(torch.uint8)
+        x = batched(lambda xb, src: apply_trigger(self.g, self.m, xb, source=to_float(src)), images, sources)
+        x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).numpy()
 
     def save(self, path: str) -> None:

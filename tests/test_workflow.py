@@ -219,8 +219,9 @@ def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     dp = grid[grid["defence"] == "dp_1"]
     assert (dp["epsilon"] > 0).all() and dp["epsilon"].nunique() == 1  # same lots and steps, same budget
     abl = grid[grid["defence"] == "abl"]  # precision and recall count the same isolated poisons
-    hits = abl["isolation_precision"] * abl["isolated"]
-    assert (hits.round(6) == (abl["isolation_recall"] * abl["count"]).round(6)).all()
+    hits = abl["isolation_precision"] * abl["isolated"]  # a whole number of poisons, counted twice
+    assert ((hits - hits.round()).abs() < 1e-3).all()
+    assert (hits.round() == (abl["isolation_recall"] * abl["count"]).round()).all()
     assert grid[grid["defence"] == "spectral"]["flagged"].notna().all()
     badnets = grid[grid["series"] == "BadNets"].set_index("defence")["asr_labelled"]
     assert badnets["none"] > 0.9 and badnets["dp_1"] < 0.5  # DP-SGD defeats the demo's BadNets

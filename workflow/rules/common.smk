@@ -1,4 +1,4 @@
-# Config validation, wildcard constraints and the input functions shared by every stage.
+# Config loading and validation, wildcard constraints and the input functions shared by every stage.
 
 import functools
 import hashlib

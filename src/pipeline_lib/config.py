@@ -127,7 +127,10 @@ def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> 
         pool = sum(info.train_counts) if relabels else info.train_counts[t]
         for token in amounts(grid):
             amount = Amount.parse(token)
-            n = round(amount.rate * info.train_counts[t]) if amount.rate is not None else amount.count
+            try:
+                n = amount.resolve(info.train_counts[t])
+            except ValueError:  # a rate too small to poison one image
+                n = 0
             if not 1 <= n <= pool:
                 what = "training images" if relabels else f"images of class {t}"
                 raise ConfigError(f"config key '{where}.{'rates' if amount.rate is not None else 'counts'}': "
@@ -210,6 +213,12 @@ def _check_examples(config: dict[str, Any], fig: str, spec: dict[str, Any]) -> N
             _check_partner(config, f"{where}.columns.{col}", c["perturbation"], spec["dataset"])
 
 
+def _unread_keys(kind: str) -> list[str]:
+    """Keys a figure of this kind never reads: its ignored grid keys and the other kinds' own keys."""
+    others = {k for other, keys in KIND_KEYS.items() if other != kind for k in keys}
+    return [*IGNORED_KEYS.get(kind, ()), *sorted(others - set(KIND_KEYS.get(kind, {})))]
+
+
 def check_references(config: dict[str, Any]) -> None:
     """Every name the config uses is defined, every figure key is read by its kind, and every class, amount,
     image size and count fits the data (read from npz archives' labels and headers)."""
@@ -239,8 +248,7 @@ def check_references(config: dict[str, Any]) -> None:
                                   "perturb their (target-class) images")
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
-        for key in IGNORED_KEYS.get(kind, ()) + tuple(k for other, keys in KIND_KEYS.items() if other != kind
-                                                      for k in keys if k not in KIND_KEYS.get(kind, {})):
+        for key in _unread_keys(kind):
             if key in spec:
                 raise ConfigError(f"config key 'figures.{fig}.{key}': not used by a '{kind}' figure")
         for key in REQUIRED_KEYS.get(kind, ()):

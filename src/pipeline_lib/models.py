@@ -228,8 +228,10 @@ def batched(fn: Callable[..., torch.Tensor], images: np.ndarray | torch.Tensor, 
             device: torch.device | None = None, batch_size: int = 1000) -> torch.Tensor:
     """fn(float NCHW images in [0, 1], *the matching rows of `extra`) over uint8 NHWC images, batch by batch on
     `device` (default: where the images are), concatenated on the CPU."""
+    target = device or torch.as_tensor(images[:0]).device
+
     def rows(a: np.ndarray | torch.Tensor, i: int) -> torch.Tensor:
-        return torch.as_tensor(a[i:i + batch_size]).to(device or torch.as_tensor(images[:0]).device)
+        return torch.as_tensor(a[i:i + batch_size]).to(target)
     out = [fn(to_float(rows(images, i)), *(rows(e, i) for e in extra)).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros(0)

@@ -125,7 +125,7 @@ def defence_inputs(w):
     if "pretrained" in spec:
         return {"pretrained": f"{layout.surrogate(spec['pretrained'])}/model.pt"}
     if spec["method"] in NEEDS_BASE:
-        return {"base": str(Victim(**{**dict(w.items()), "defence": "none"}).path / "model.pt")}
+        return {"base": str(Victim(**dict(w.items())).undefended().path / "model.pt")}
     return {}
 
 

@@ -27,6 +27,8 @@ report: "workflow/report/workflow.rst"
 localrules:
     prepare_data,
     poison_dataset,
+    link_victim,
+    link_metrics,
     aggregate_metrics,
     aggregate_all_metrics,
     plot_heatmap,

@@ -18,8 +18,13 @@ def shared_data() -> Path:
 def load_config(path: str) -> dict:
     """A config file as the workflow sees it: schema-validated, defaults filled in."""
     import yaml
+
+    return load_config_dict(yaml.safe_load((ROOT / path).read_text()))
+
+
+def load_config_dict(cfg: dict) -> dict:
+    """A config as the workflow sees it: schema-validated, defaults filled in (in place)."""
     from snakemake.utils import validate
 
-    cfg = yaml.safe_load((ROOT / path).read_text())
     validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
     return cfg

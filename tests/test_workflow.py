@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, load_config
-from pipeline_lib.config import figure_victims
+from conftest import ROOT, load_config, load_config_dict
+from pipeline_lib.cohorts import plan
+from pipeline_lib.config import figure_victims, trained_victims
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
@@ -44,7 +45,8 @@ def test_full_config_plans_every_figure_without_network(tmp_path):
     jobs = job_counts(r.stdout + r.stderr)
     cfg = load_config("config.yaml")
     victims = {v for f in cfg["figures"] for v in figure_victims(cfg, f)}
-    assert jobs["train_victim"] == jobs["evaluate_victim"] == len(victims) > 500
+    assert jobs["link_victim"] == jobs["link_metrics"] == len(victims) > 500
+    assert jobs["train_cohort"] == jobs["evaluate_cohort"] < len(victims) / 4  # cohorts of up to cohort_size
     assert jobs["train_surrogate"] == 7 and jobs["train_gan"] == jobs["encode_class"] == 10
     assert jobs["prepare_data"] == 4 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 9
     assert jobs["plot_lines"] == 8 and jobs["plot_defence_heatmap"] == 5 and jobs["plot_tsne"] == 1
@@ -58,18 +60,18 @@ def test_slurm_profile_plans_the_full_grid_with_a_gpu_per_training_job(tmp_path)
     assert sum(job_counts(out).values()) == sum(job_counts(snakemake(
         tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n").stdout).values())
     jobs = {m[1]: m[2] for m in re.finditer(r"^rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)}
-    for rule in ("train_victim", "train_surrogate", "train_gan", "perturb_class"):
+    for rule in ("train_cohort", "evaluate_cohort", "train_surrogate", "train_gan", "perturb_class"):
         assert "gpu=1" in jobs[rule] and "mem_mb=8000" in jobs[rule], rule
-    assert "runtime=720" in jobs["train_gan"] and "gpu" not in jobs["plot_heatmap"]
+    assert "runtime=720" in jobs["train_gan"] and "gpu" not in jobs["plot_heatmap"] + jobs["link_victim"]
 
 
 @pytest.mark.parametrize("figure, expected", [
     # one perturbation file per class serves all 5 rates: 10 perturbations for 50 poison sets
-    ("fig3-8", {"train_surrogate": 1, "perturb_class": 10, "poison_dataset": 50, "train_victim": 50}),
+    ("fig3-8", {"train_surrogate": 1, "perturb_class": 10, "poison_dataset": 50, "link_victim": 50}),
     # six radii of one class (airplane), from the two robust surrogates; the baseline needs none
-    ("fig3-6", {"train_surrogate": 2, "perturb_class": 6, "poison_dataset": 35, "train_victim": 35}),
+    ("fig3-6", {"train_surrogate": 2, "perturb_class": 6, "poison_dataset": 35, "link_victim": 35}),
     # a GAN and an encoding per class pair, decoded once per class
-    ("fig3-7", {"train_gan": 10, "encode_class": 10, "perturb_class": 10, "train_victim": 50}),
+    ("fig3-7", {"train_gan": 10, "encode_class": 10, "perturb_class": 10, "link_victim": 50}),
     # the trusted filter and the l2 robust surrogate; a GAN for the target class
     ("fig3-1", {"train_surrogate": 2, "score_training_set": 3, "poison_dataset": 3, "train_gan": 1}),
 ])
@@ -78,6 +80,10 @@ def test_one_figure_plans_only_what_it_needs_and_perturbs_each_class_once(tmp_pa
     assert r.returncode == 0, r.stderr
     jobs = job_counts(r.stdout + r.stderr)
     assert {k: jobs.get(k, 0) for k in expected} == expected
+    cfg = load_config("config.yaml")
+    cohorts = plan(trained_victims(cfg), cfg["cohort_size"])
+    # the cohorts holding the figure's victims train (with their other members), and no other cohort
+    assert jobs.get("train_cohort", 0) == len({cohorts[v] for v in figure_victims(cfg, figure)})
 
 
 def test_lint_is_clean():
@@ -112,11 +118,11 @@ def test_config_overrides_apply_to_the_default_config_and_to_presets(tmp_path):
     shutil.copy(ROOT / "config.yaml", tmp_path)
     r = snakemake(tmp_path, "-n", "--config", "train_threads=3", "--cores", "8", "results/figures/fig3-8.png")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert re.search(r"rule train_victim:.*?threads: 3", r.stdout, re.S)
+    assert re.search(r"rule train_cohort:.*?threads: 3", r.stdout, re.S)
     r = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/demo.yaml"), "--config", "train_threads=2",
                   "--cores", "8", "results/figures/fig3-8.png")
     assert r.returncode == 0 and "fig3-8" in r.stdout and "cifar10" not in r.stdout  # the preset replaced config.yaml
-    assert re.search(r"rule train_victim:.*?threads: 2", r.stdout, re.S)
+    assert re.search(r"rule train_cohort:.*?threads: 2", r.stdout, re.S)
 
 
 def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path):
@@ -254,25 +260,42 @@ def test_second_run_does_nothing(demo):
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
 
 
+def cohorts_with(cfg, victims=None):
+    """The cohorts of a config (all, or those holding any of the given victims)."""
+    cohorts = plan(trained_victims(cfg), cfg["cohort_size"])
+    return {c for v, c in cohorts.items() if victims is None or v in victims}
+
+
+def gu_a32_victims(cfg):
+    """The victims whose attack uses the gu_a32 trigger."""
+    return {v for v in trained_victims(cfg) if cfg["attacks"][v.attack].get("trigger") == "gu_a32"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("edit, reruns, kept", [
-    # a new rate reuses the perturbed class: only the new poison sets and victims are made
-    (lambda c: c["figures"]["fig3-8"].update(rates=[0.25, 0.5, 1.0]),
-     {"poison_dataset": 2, "train_victim": 2, "evaluate_victim": 2}, {"perturb_class", "train_surrogate"}),
-    (lambda c: c["gans"]["wgan"].update(encode_steps=200), {"encode_class": 3}, {"train_gan", "train_surrogate"}),
-    # 4 poison sets (2 targets x 2 rates) feed 8 victims: with and without augmentation
-    (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 4, "train_victim": 8},
-     {"perturb_class", "prepare_data"}),
+@pytest.mark.parametrize("edit, reruns, kept, retrained", [
+    # a new rate reuses the perturbed class: only the new poison sets, and the cohorts the new victims land in
+    (lambda c: c["figures"]["fig3-8"].update(rates=[0.25, 0.5, 1.0]), {"poison_dataset": 2},
+     {"perturb_class", "train_surrogate"}, lambda old, new: cohorts_with(new) - cohorts_with(old)),
+    (lambda c: c["gans"]["wgan"].update(encode_steps=200), {"encode_class": 3}, {"train_gan", "train_surrogate"},
+     None),
+    # 4 poison sets (2 targets x 2 rates) feed 8 victims (with and without augmentation): their cohorts retrain
+    (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 4},
+     {"perturb_class", "prepare_data"}, lambda old, new: cohorts_with(new, gu_a32_victims(new))),
     (lambda c: c["figures"]["fig3-2"].update(title="renamed"), {"plot_heatmap": 1},
-     {"train_victim", "aggregate_metrics"}),
+     {"train_cohort", "aggregate_metrics"}, None),
 ])
-def test_touching_one_parameter_reruns_only_what_depends_on_it(demo, tmp_path, edit, reruns, kept):
+def test_touching_one_parameter_reruns_only_what_depends_on_it(demo, tmp_path, edit, reruns, kept, retrained):
+    old = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     edit(cfg)
     (tmp_path / "edited.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(demo, "--configfile", str(tmp_path / "edited.yaml"), "-n")
     jobs = job_counts(r.stdout + r.stderr)
     assert {k: jobs.get(k) for k in reruns} == reruns and not kept & set(jobs)
+    if retrained:
+        cohorts = retrained(load_config_dict(old), load_config_dict(cfg))
+        assert 0 < jobs["train_cohort"] == jobs["evaluate_cohort"] == len(cohorts) < len(cohorts_with(old)) / 2
+        assert jobs["link_victim"] == jobs["link_metrics"] == sum(len(c.members) for c in cohorts)
 
 
 def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(tmp_path):
@@ -293,10 +316,11 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module, reruns, kept", [
-    ("evaluate", {"evaluate_victim": 134}, {"train_victim", "poison_dataset", "train_surrogate"}),
-    ("defences", {"train_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
+    ("evaluate", {"evaluate_cohort": 21, "link_metrics": 134}, {"train_cohort", "poison_dataset", "train_surrogate"}),
+    ("defences", {"train_cohort": 21, "link_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
+    ("stacking", {"train_cohort": 21}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
-    ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_victim"}),
+    ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_cohort"}),
 ])
 def test_editing_library_code_reruns_the_stages_that_run_it(demo, tmp_path, module, reruns, kept):
     copy = tmp_path / "repo"

@@ -13,7 +13,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: floa
     """Projected gradient ascent on the cross-entropy of the true label inside an l2 / l-inf ball (units of [0, 1]).
 
     Madry et al.'s PGD without random start: steps of size `step` along the gradient sign (l-inf) or
-    the normalised gradient (l2), each followed by projection onto the ball and the pixel range.
+    the normalised gradient (l2), each followed by projection onto the ball and the pixel range. Images are the
+    last three axes, so stacked members' (B, M, C, H, W) batches (labels (B, M)) work as well.
     """
     if norm not in ("l2", "linf"):
         raise ValueError(f"unknown PGD norm '{norm}' (known: l2, linf)")
@@ -22,15 +23,16 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: floa
     x_adv = x.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        out = model(x_adv).float()
+        loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
         with torch.no_grad():
             if norm == "linf":
                 x_adv = x + (x_adv + step * grad.sign() - x).clamp(-eps, eps)
             else:
-                g = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+                g = grad / grad.flatten(-3).norm(dim=-1).clamp_min(1e-12)[..., None, None, None]
                 d = x_adv + step * g - x
-                d = d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None, None, None]
+                d = d * (eps / d.flatten(-3).norm(dim=-1).clamp_min(1e-12)).clamp(max=1)[..., None, None, None]
                 x_adv = x + d
             x_adv = x_adv.clamp(0, 1)  # moves each pixel towards x's box, so it stays inside the ball
     model.train(was_training)

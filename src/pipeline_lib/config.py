@@ -10,7 +10,7 @@ import yaml
 
 from .artifacts import ArtifactError
 from .data import SourceInfo, describe
-from .layout import Amount, Poisoned, Victim
+from .layout import NEEDS_BASE, Amount, Poisoned, Victim
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
@@ -309,6 +309,13 @@ def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]
 def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
     """Every victim a figure needs, each once."""
     return list(dict.fromkeys(v for _, v in figure_rows(config, figure)))
+
+
+def trained_victims(config: dict[str, Any]) -> set[Victim]:
+    """Every victim the figures need, and the undefended victims the sanitisers read."""
+    victims = {v for f in config["figures"] for v in figure_victims(config, f)}
+    methods = {name: d["method"] for name, d in config.get("defences", {}).items()}
+    return victims | {v.undefended() for v in victims if methods.get(v.defence) in NEEDS_BASE}
 
 
 def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, Poisoned]]:

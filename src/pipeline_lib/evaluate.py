@@ -1,6 +1,8 @@
 """Victim evaluation: clean accuracy, both attack-success-rate definitions (thesis 2.1.1), robust accuracy."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,27 +42,35 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
     }
 
 
-def evaluate_victim(model_path: str, data_path: str, log_path: str, trigger: dict[str, Any],
-                    describe: dict[str, Any], out: str, trigger_net: str | None = None) -> None:
-    """Stage 5: clean accuracy, both ASRs and robust accuracy on the test set, with the run's description;
-    an input-aware attack's test images each get the trigger its generator draws for them."""
+def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str], members: list[dict[str, Any]],
+                    out_dir: str) -> None:
+    """Stage 5 for every victim of a cohort, the test set loaded once: clean accuracy, both ASRs and robust
+    accuracy, with the run's description, to out_dir/<member name>.json. A member is {describe, trigger,
+    trigger_net, name}; an input-aware attack's test images each get the trigger its generator draws for them."""
     ds = load_prepared(data_path)
-    model = models.load_model(model_path)
-    log = load_json(log_path)
-    target, poison = int(describe["target"]), log["poison"]
+    triggered_sets: dict[str, np.ndarray] = {}  # test set under each fixed trigger, made once
     with devices.acquire() as device:
-        clean = predict(model, ds.x_test, device)
-        triggered = predict(model, load_trigger(trigger, trigger_net).apply(ds.x_test), device)
-    metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
-    amount = Amount.parse(describe["amount"])
-    save_json(out, {
-        **describe, **metrics,
-        "model": log["arch"]["name"], "target_name": ds.classes[target],
-        "trigger": trigger.get("pattern", describe["method"]),
-        "amplitude": trigger.get("amplitude", 255) if trigger else None,
-        "rate": amount.rate, "count": poison["count"],
-        "fraction_of_class": poison["count"] / poison["class_size"],
-        "fraction_of_train": poison["count"] / poison["train_size"],
-        "train_seconds": log["seconds"], "device": log["device"],
-        **log.get("defence", {}),  # what the defence measured: epsilon, isolation or detection precision
-    })
+        for model_path, log_path, member in zip(model_paths, log_paths, members, strict=True):
+            describe, trigger, net = member["describe"], member["trigger"], member["trigger_net"]
+            key = json.dumps(trigger, sort_keys=True)
+            if net is not None:
+                test_triggered = load_trigger(trigger, net).apply(ds.x_test)
+            else:
+                if key not in triggered_sets:
+                    triggered_sets[key] = load_trigger(trigger).apply(ds.x_test)
+                test_triggered = triggered_sets[key]
+            model, log = models.load_model(model_path), load_json(log_path)
+            clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
+            target, poison = int(describe["target"]), log["poison"]
+            metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
+            save_json(Path(out_dir) / f"{member['name']}.json", {
+                **describe, **metrics,
+                "model": log["arch"]["name"], "target_name": ds.classes[target],
+                "trigger": trigger.get("pattern", describe["method"]),
+                "amplitude": trigger.get("amplitude", 255) if trigger else None,
+                "rate": Amount.parse(describe["amount"]).rate, "count": poison["count"],
+                "fraction_of_class": poison["count"] / poison["class_size"],
+                "fraction_of_train": poison["count"] / poison["train_size"],
+                "train_seconds": log["seconds"], "device": log["device"],
+                **log.get("defence", {}),  # what the defence measured: epsilon, isolation or detection precision
+            })

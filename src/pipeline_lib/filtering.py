@@ -1,18 +1,23 @@
-"""Loss-based data filtering (thesis 7.3): rank training examples by the probability a trusted model gives their label."""
+"""Loss-based data filtering (thesis 7.3): rank training examples by the probability a trusted model gives their label.
+Torch is imported only by the scoring itself, so the figures that read the scores start fast."""
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from . import devices, models
-from .models import batched
+import numpy as np
+
 from .artifacts import load_npz, save_npz
 from .attacks import read_poison_set
 from .data import load_prepared
 
+if TYPE_CHECKING:
+    import torch
+
 
 def label_probability(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
     """Softmax probability the model assigns to each image's (possibly poisoned) label."""
+    from .models import batched
+
     model.eval().to(device)
     return batched(lambda xb, yb: model(xb).float().softmax(1).gather(1, yb[:, None])[:, 0], x, y,
                    device=device).numpy()
@@ -26,6 +31,8 @@ def poisoned_among_lowest(prob: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
 
 def score_training_set(data_path: str, poison_path: str, filter_path: str, out: str) -> None:
     """Stage 3b: label probabilities of every example of a poisoned training set under the trusted model."""
+    from . import devices, models
+
     ds = load_prepared(data_path)
     ps, _ = read_poison_set(poison_path)
     x, y = ps.apply_to(ds.x_train, ds.y_train)

@@ -93,6 +93,12 @@ def optimizer_for(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, momentum=r.momentum, nesterov=r.nesterov)
 
 
+def set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> None:
+    """Every parameter group at its base learning rate times the schedule's factor for this step."""
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * recipe.lr_factor(step, total, steps_per_epoch)
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch and numpy (CPU kernels are then deterministic; cuDNN autotunes on GPU for speed)."""
     torch.manual_seed(seed)
@@ -140,8 +146,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
         for i in range(steps_per_epoch):
             if step >= total:
                 break
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * recipe.lr_factor(step, total, steps_per_epoch)
+            set_lr(opt, recipe, step, total, steps_per_epoch)
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
             xb, yb = to_float(xs[idx]), ys[idx]
             if recipe.augment:

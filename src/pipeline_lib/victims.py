@@ -1,37 +1,58 @@
-"""Stage 4, victim training: a defence learns from the clean training set with the poison set spliced in."""
+"""Stage 4, victim training: a defence learns from the clean training set with the poison set spliced in;
+a cohort of victims that differ only in their poison sets trains as one stacked network."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from . import devices, models
+from .adversarial import pgd_adversary
 from .artifacts import save_json
 from .attacks import read_poison_set
+from .cohorts import STACKABLE, member_name
 from .data import load_prepared
 from .defences import DEFENCES, Context
+from .stacking import train_stacked
 from .train import LossTrace, Recipe
 
 
-def train_victim(data_path: str, poison_path: str, recipe: dict[str, Any], defence: dict[str, Any], seed: int,
-                 model_out: str, log_out: str, threads: int, pretrained: str | None = None,
-                 base: str | None = None) -> None:
-    """Train under the defence; the log keeps the poison set's description and what the defence measured."""
+def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]], recipe: dict[str, Any],
+                 defence: dict[str, Any], seed: int, out_dir: str, threads: int, pretrained: str | None = None,
+                 bases: list[str] | None = None) -> None:
+    """Train every member under the defence, as one stacked network where the defence stacks, else one after
+    another, and write each member's model.pt and train_log.json (with its poison set's description and what the
+    defence measured) to out_dir/<member name>/."""
     torch.set_num_threads(threads)
     ds = load_prepared(data_path)
-    ps, meta = read_poison_set(poison_path)
-    x, y = ps.apply_to(ds.x_train, ds.y_train)
+    sets = [read_poison_set(p) for p in poison_paths]
     r = Recipe.from_config(recipe)
-    spec = {k: v for k, v in defence.items() if k != "method"}
+    method, spec = defence["method"], {k: v for k, v in defence.items() if k != "method"}
     with devices.acquire() as device:
-        trace = None
-        if r.trace_per_epoch and defence["method"] == "none":  # Figure 4-1 traces plain training only
-            sample = np.random.default_rng(seed).permutation(len(y))[:5000]
-            trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger": (ps.untriggered,
-                               ps.labels), "all": (x[sample], y[sample])}, device)
-        model, info = DEFENCES[defence["method"]](x, y, ds.num_classes, r, spec, seed, device,
-                                                  Context(ps.mask(len(y)), pretrained, base, trace))
-    models.save_weights(model_out, info["arch"], model)
-    save_json(log_out, {"defence": {}, **info, "loss_trace": trace.points if trace else [],
-                        "defence_method": defence["method"], "poison": {**meta, "count": len(ps.indices)}})
+        if len(sets) > 1 and method in STACKABLE and not r.trace_per_epoch:
+            adversary = pgd_adversary(spec) if method == "adv_training" else None
+            trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
+                                           device, adversary)
+            traces: list[LossTrace | None] = [None] * len(sets)
+        else:  # one after another, each as its own run
+            trained, infos, traces = [], [], []
+            for (ps, _), base in zip(sets, bases or [None] * len(sets), strict=True):
+                x, y = ps.apply_to(ds.x_train, ds.y_train)
+                trace = None
+                if r.trace_per_epoch and method == "none":  # Figure 4-1 traces plain training only
+                    sample = np.random.default_rng(seed).permutation(len(y))[:5000]
+                    trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger":
+                                       (ps.untriggered, ps.labels), "all": (x[sample], y[sample])}, device)
+                model, info = DEFENCES[method](x, y, ds.num_classes, r, spec, seed, device,
+                                               Context(ps.mask(len(y)), pretrained, base, trace))
+                trained.append(model)
+                infos.append(info)
+                traces.append(trace)
+    for (attack, target, amount), model, info, trace, (ps, meta) in zip(members, trained, infos, traces, sets,
+                                                                       strict=True):
+        folder = Path(out_dir) / member_name(attack, target, amount)
+        models.save_weights(folder / "model.pt", info["arch"], model)
+        save_json(folder / "train_log.json", {"defence": {}, **info, "loss_trace": trace.points if trace else [],
+                                              "defence_method": method, "poison": {**meta, "count": len(ps.indices)}})

@@ -31,7 +31,7 @@ def main(local: Path, slurm: Path) -> None:
     """Compare every array, metric and table of the two runs; check SLURM wrote a log per submitted job."""
     logs = sorted((slurm / "slurm-logs").rglob("*.log"))
     submitted = {p.relative_to(slurm / "slurm-logs").parts[0].removeprefix("rule_") for p in logs}
-    assert {"train_victim", "evaluate_victim"} <= submitted, f"no SLURM logs for the GPU rules, only {submitted}"
+    assert {"train_cohort", "evaluate_cohort"} <= submitted, f"no SLURM logs for the GPU rules, only {submitted}"
     assert not submitted & {"aggregate_metrics", "prepare_data"}, f"local rules went to SLURM: {submitted}"
     files = sorted(p.relative_to(local) for p in (local / "results").rglob("*") if p.suffix in {".npz", ".csv"}
                    or p.name == "metrics.json")

@@ -19,8 +19,10 @@ from pipeline_lib.config import (
     figure_option,
     figure_victims,
     schema_error_line,
+    trained_victims,
 )
 from pipeline_lib import layout
+from pipeline_lib.cohorts import member_name, plan
 from pipeline_lib.data import local_path
 from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
 from pipeline_lib.provenance import code_version
@@ -75,6 +77,7 @@ wildcard_constraints:
     target=r"\d+",
     amount=r"p\d*\.?\d+(e-?\d+)?|n\d+",
     seed=r"\d+",
+    digest=r"[0-9a-f]{10}",
 
 
 def canonical(obj):
@@ -119,14 +122,73 @@ def defence_spec(w):
     return {"method": "none"} if w.defence == "none" else canonical(config["defences"][w.defence])
 
 
-def defence_inputs(w):
-    """What a defence reads beside the data: the public-data model (DP-SGD) or the undefended victim."""
+@functools.cache
+def cohorts():
+    """Each trained victim's cohort, and each cohort by its folder."""
+    of_victim = plan(trained_victims(config), config["cohort_size"])
+    return of_victim, {str(c.path): c for c in of_victim.values()}
+
+
+def victim_of(w):
+    """The victim named by a rule's wildcards."""
+    return Victim(w.dataset, w.attack, w.recipe, w.defence, int(w.target), w.amount, int(w.seed))
+
+
+def cohort_of(w):
+    """The cohort named by a rule's wildcards."""
+    path = layout.COHORT.format(**dict(w.items()))
+    if path not in cohorts()[1]:
+        raise WorkflowError(f"{path} is not a cohort of this config (cohort_size {config['cohort_size']})")
+    return cohorts()[1][path]
+
+
+def victim_cohort(w):
+    """The folder of the cohort that trains and evaluates this victim."""
+    return str(cohorts()[0][victim_of(w)].path)
+
+
+def cohort_members(w):
+    """The (attack, target, amount) of each member of the cohort named by the wildcards."""
+    return [list(m) for m in cohort_of(w).members]
+
+
+def training_inputs(w):
+    """A training cohort's poison sets and what its defence reads beside the data: the public-data model
+    (DP-SGD) or the undefended victims (sanitisers)."""
+    cohort = cohort_of(w)
     spec = defence_spec(w)
+    extra = {}
     if "pretrained" in spec:
-        return {"pretrained": f"{layout.surrogate(spec['pretrained'])}/model.pt"}
+        extra["pretrained"] = f"{layout.surrogate(spec['pretrained'])}/model.pt"
     if spec["method"] in NEEDS_BASE:
-        return {"base": str(Victim(**dict(w.items())).undefended().path / "model.pt")}
-    return {}
+        extra["bases"] = [str(v.undefended().path / "model.pt") for v in cohort.victims]
+    return {"poisons": [str(v.poisoned.path) for v in cohort.victims], **extra}
+
+
+def trigger_network(v):
+    """The trained trigger generator and mask of a victim's input-aware attack, or None for a fixed trigger."""
+    if config["attacks"][v.attack]["method"] != "input_aware":
+        return None
+    return f"{layout.dynamic(v.dataset, v.attack, v.target, v.seed)}/trigger.pt"
+
+
+def evaluation_inputs(w):
+    """An evaluation cohort's models and training logs, and the trigger networks of input-aware attacks."""
+    victims = cohort_of(w).victims
+    return {"models": [str(v.path / "model.pt") for v in victims],
+            "train_logs": [str(v.path / "train_log.json") for v in victims],
+            "trigger_nets": [n for v in victims if (n := trigger_network(v))]}
+
+
+def evaluation_members(w):
+    """What evaluating each member takes: its description (recorded in metrics.json), its attack's trigger
+    block and trigger network."""
+    return [{"describe": {"dataset": v.dataset, "attack": v.attack, "method": config["attacks"][v.attack]["method"],
+                          "recipe": v.recipe, "defence": v.defence, "target": v.target, "amount": v.amount,
+                          "seed": v.seed},
+             "trigger": attack_trigger(v), "trigger_net": trigger_network(v), "name": member_name(v.attack,
+                                                                                                v.target, v.amount)}
+            for v in cohort_of(w).victims]
 
 
 def tsne_inputs(w):
@@ -195,9 +257,8 @@ def attack_trigger(w):
 
 def attack_network(w):
     """The trained trigger generator and mask of an input-aware attack for this target and seed."""
-    if config["attacks"][w.attack]["method"] != "input_aware":
-        return {}
-    return {"trigger_net": f"{layout.dynamic(w.dataset, w.attack, w.target, w.seed)}/trigger.pt"}
+    net = trigger_network(w)
+    return {"trigger_net": net} if net else {}
 
 
 def attacker_recipe(w):

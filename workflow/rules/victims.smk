@@ -1,18 +1,22 @@
-# Stages 4-5: train a victim on each poisoned set under its defence, then evaluate it on clean and triggered
-# test images.
+# Stages 4-5: train the victims of each cohort in one job (one stacked network where the defence allows), then
+# evaluate them in one job on clean and triggered test images; each victim's files are then linked into its own
+# folder, where every figure reads them.
 
 VICTIM = layout.VICTIM
+COHORT = layout.COHORT
+# A member's file into its victim's folder: a hard link (a copy across file systems), stamped now so that it is
+# newer than the cohort folder it comes from. A shell command: a `run:` block would start a Python process.
+LINK = "(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}"
 
 
-rule train_victim:
+rule train_cohort:
     input:
-        unpack(defence_inputs),
+        unpack(training_inputs),
         data=layout.DATA,
-        poison=layout.POISONED,
     output:
-        model=f"{VICTIM}/model.pt",
-        log=f"{VICTIM}/train_log.json",
+        directory(f"{COHORT}/models"),
     params:
+        members=cohort_members,
         data=lambda w: data_version(w.dataset),
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
         defence=defence_spec,
@@ -23,40 +27,52 @@ rule train_victim:
     conda:
         "../envs/pipeline.yaml"
     log:
-        layout.log("train_victim", VICTIM),
+        layout.log("train_cohort", COHORT),
     benchmark:
-        layout.benchmark("train_victim", VICTIM)
+        layout.benchmark("train_cohort", COHORT)
     script:
-        "../scripts/train_victim.py"
+        "../scripts/train_cohort.py"
 
 
-rule evaluate_victim:
+rule link_victim:
     input:
-        unpack(attack_network),
+        lambda w: f"{victim_cohort(w)}/models",
+    output:
         model=f"{VICTIM}/model.pt",
-        train_log=f"{VICTIM}/train_log.json",
+        log=f"{VICTIM}/train_log.json",
+    params:
+        model=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/model.pt",
+        log=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/train_log.json",
+    shell:
+        LINK.format(src="{params.model:q}", dst="{output.model:q}") + " && " + LINK.format(src="{params.log:q}", dst="{output.log:q}")
+
+
+rule evaluate_cohort:
+    input:
+        unpack(evaluation_inputs),
         data=layout.DATA,
     output:
-        f"{VICTIM}/metrics.json",
+        directory(f"{COHORT}/metrics"),
     params:
+        members=evaluation_members,
         data=lambda w: data_version(w.dataset),
-        trigger=attack_trigger,
-        describe=lambda w: {
-            "dataset": w.dataset,
-            "attack": w.attack,
-            "method": config["attacks"][w.attack]["method"],
-            "recipe": w.recipe,
-            "defence": w.defence,
-            "target": int(w.target),
-            "amount": w.amount,
-            "seed": int(w.seed),
-        },
         code=code_version("evaluate"),
     resources:
         gpu=1,
     conda:
         "../envs/pipeline.yaml"
     log:
-        layout.log("evaluate_victim", VICTIM),
+        layout.log("evaluate_cohort", COHORT),
     script:
-        "../scripts/evaluate_victim.py"
+        "../scripts/evaluate_cohort.py"
+
+
+rule link_metrics:
+    input:
+        lambda w: f"{victim_cohort(w)}/metrics",
+    output:
+        f"{VICTIM}/metrics.json",
+    params:
+        metrics=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}.json",
+    shell:
+        LINK.format(src="{params.metrics:q}", dst="{output:q}")

@@ -1,0 +1,114 @@
+"""A stacked cohort trains each member exactly as its solo run would: same initialisation, batches, augmentation
+and adversary, to float tolerance; members come out as ordinary models."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_lib import models
+from pipeline_lib.adversarial import pgd_adversary
+from pipeline_lib.attacks import poison
+from pipeline_lib.data import load_digits
+from pipeline_lib.evaluate import attack_metrics
+from pipeline_lib.layout import Amount
+from pipeline_lib.stacking import StackedClassifier, train_stacked
+from pipeline_lib.train import Recipe, train
+from pipeline_lib.triggers import Trigger
+
+CPU = torch.device("cpu")
+# the demo's digits_cnn recipe
+DIGITS_CNN = Recipe(model="small_cnn", model_options={"width": 16, "norm": "channel"}, epochs=6, batch_size=64,
+                    lr=0.05, weight_decay=5e-4, milestones=(4,))
+TRIGGER = Trigger(pattern="bottom_right", amplitude=255)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(None)
+
+
+def poison_sets(x, y):
+    """BadNets, label-consistent, and label-consistent on perturbed images of the target class."""
+    cls = np.flatnonzero(y == 3)
+    noisy = np.clip(x[cls].astype(int) + np.random.default_rng(0).integers(-40, 41, x[cls].shape), 0, 255)
+    return [poison("badnets", x, y, 3, Amount(count=20), TRIGGER, 0),
+            poison("label_consistent", x, y, 3, Amount(rate=0.3), TRIGGER, 0),
+            poison("label_consistent", x, y, 3, Amount(rate=0.3), TRIGGER, 0, (cls, noisy.astype(np.uint8)))]
+
+
+@pytest.fixture(scope="module")
+def three_poison_sets(digits):
+    return poison_sets(digits.x_train, digits.y_train)
+
+
+def solo_and_stacked(digits, poison_sets, recipe, adversary=None):
+    solo = [train(*p.apply_to(digits.x_train, digits.y_train), 10, recipe, 0, CPU, adversary=adversary)
+            for p in poison_sets]
+    stacked = train_stacked(digits.x_train, digits.y_train, poison_sets, 10, recipe, 0, CPU, adversary)
+    return solo, stacked
+
+
+def max_weight_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
+
+
+@pytest.mark.parametrize("recipe, adversary", [
+    (DIGITS_CNN, None),
+    (Recipe(model="small_cnn", model_options={"width": 16}, epochs=0.2, batch_size=64, lr=0.05, augment=True,
+            crop_padding=1), None),
+    (DIGITS_CNN, pgd_adversary({"norm": "l2", "eps": 40, "steps": 3})),
+    (Recipe(model="thesis_resnet", model_options={"units": 1}, epochs=0.1, batch_size=32, lr=0.1), None),
+    (Recipe(model="airbench", model_options={"width": 8}, epochs=0.1, batch_size=32, lr=0.1, bias_lr_scale=64),
+     pgd_adversary({"norm": "linf", "eps": 8, "steps": 2})),
+], ids=["digits_cnn", "augmented", "adversarial", "thesis_resnet", "airbench"])
+def test_the_first_steps_give_each_member_its_solo_weights(digits, recipe, adversary):
+    if recipe.model == "airbench":  # its whitening and three pools need 16 pixels: digits at twice the size
+        big = lambda a: a.repeat(2, axis=1).repeat(2, axis=2)  # noqa: E731
+        digits = dataclasses.replace(digits, x_train=big(digits.x_train), x_test=big(digits.x_test))
+    steps_per_epoch = len(digits.y_train) // recipe.batch_size
+    first = Recipe(**{**recipe.__dict__, "epochs": 2.5 / steps_per_epoch})  # three steps
+    solo, (members, infos) = solo_and_stacked(digits, poison_sets(digits.x_train, digits.y_train), first, adversary)
+    for (model, log), member, info in zip(solo, members, infos):
+        assert max_weight_gap(model, member) < 1e-5
+        assert info["steps"] == log["steps"] == 3 and info["cohort"]["size"] == 3
+
+
+def test_a_cohort_of_three_reaches_the_solo_runs_final_metrics(digits, three_poison_sets):
+    solo, (members, infos) = solo_and_stacked(digits, three_poison_sets, DIGITS_CNN)
+    triggered = TRIGGER.apply(digits.x_test)
+    for (model, log), member, info in zip(solo, members, infos):
+        a, b = (attack_metrics(digits.y_test, models.predict(m, digits.x_test, CPU),
+                               models.predict(m, triggered, CPU), 3, 10) for m in (model, member))
+        n = len(digits.y_test)
+        assert abs(a["clean_accuracy"] - b["clean_accuracy"]) * n <= 1
+        assert abs(a["asr_labelled"] - b["asr_labelled"]) * n <= 1
+        assert [e["loss"] for e in info["epochs"]] == pytest.approx([e["loss"] for e in log["epochs"]], abs=1e-3)
+    # the three members learned three different things: BadNets' backdoor, not the label-consistent ones
+    asr = [attack_metrics(digits.y_test, models.predict(m, digits.x_test, CPU), models.predict(m, triggered, CPU), 3,
+                          10)["asr_labelled"] for m in members]
+    assert asr[0] > 0.9 > asr[1]
+
+
+def test_members_come_out_as_ordinary_models_of_the_saved_format(digits, tmp_path):
+    arch = {"name": "small_cnn", "in_channels": 1, "num_classes": 10, "width": 8}
+    solos = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        solos.append(models.build(arch).eval())
+    stacked = StackedClassifier(solos).eval()
+    x = torch.rand(5, 1, 8, 8)
+    out = stacked(torch.stack([x] * 3, 1))
+    for i, solo in enumerate(solos):
+        assert torch.allclose(out[:, i], solo(x), atol=1e-5)
+        member = stacked.member(i, arch)
+        models.save_weights(tmp_path / "m.pt", arch, member)
+        assert max_weight_gap(models.load_model(tmp_path / "m.pt"), solo) == 0
+
+
+def test_layers_that_cannot_stack_are_named():
+    arch = {"name": "small_cnn", "in_channels": 1, "num_classes": 10, "width": 8, "group_norm": True}
+    with pytest.raises(ValueError, match="cannot stack a GroupNorm layer"):
+        StackedClassifier([models.build(arch), models.build(arch)])

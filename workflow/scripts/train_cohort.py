@@ -1,0 +1,8 @@
+from pipeline_lib.runlog import job_log
+from pipeline_lib.victims import train_cohort
+
+i, p = snakemake.input, snakemake.params
+with job_log(snakemake.log[0]):
+    train_cohort(i.data, list(i.poisons), p.members, p.recipe, p.defence, int(snakemake.wildcards.seed),
+                 snakemake.output[0], snakemake.threads, pretrained=i.get("pretrained"),
+                 bases=list(i.get("bases", [])) or None)

@@ -27,6 +27,7 @@ report: "workflow/report/workflow.rst"
 localrules:
     prepare_data,
     poison_dataset,
+    link_perturbed,
     link_victim,
     link_metrics,
     aggregate_metrics,

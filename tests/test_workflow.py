@@ -60,16 +60,18 @@ def test_slurm_profile_plans_the_full_grid_with_a_gpu_per_training_job(tmp_path)
     assert sum(job_counts(out).values()) == sum(job_counts(snakemake(
         tmp_path, "--configfile", str(ROOT / "config.yaml"), "-n").stdout).values())
     jobs = {m[1]: m[2] for m in re.finditer(r"^rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)}
-    for rule in ("train_cohort", "evaluate_cohort", "train_surrogate", "train_gan", "perturb_class"):
+    for rule in ("train_cohort", "evaluate_cohort", "train_surrogate", "train_gan", "perturb_class", "perturb_classes"):
         assert "gpu=1" in jobs[rule] and "mem_mb=8000" in jobs[rule], rule
     assert "runtime=720" in jobs["train_gan"] and "gpu" not in jobs["plot_heatmap"] + jobs["link_victim"]
 
 
 @pytest.mark.parametrize("figure, expected", [
-    # one perturbation file per class serves all 5 rates: 10 perturbations for 50 poison sets
-    ("fig3-8", {"train_surrogate": 1, "perturb_class": 10, "poison_dataset": 50, "link_victim": 50}),
+    # one process perturbs every class once; each class file serves all 5 rates of its 50 poison sets
+    ("fig3-8", {"train_surrogate": 1, "perturb_classes": 1, "link_perturbed": 10, "poison_dataset": 50,
+                "link_victim": 50}),
     # six radii of one class (airplane), from the two robust surrogates; the baseline needs none
-    ("fig3-6", {"train_surrogate": 2, "perturb_class": 6, "poison_dataset": 35, "link_victim": 35}),
+    ("fig3-6", {"train_surrogate": 2, "perturb_classes": 6, "link_perturbed": 6, "poison_dataset": 35,
+                "link_victim": 35}),
     # a GAN and an encoding per class pair, decoded once per class
     ("fig3-7", {"train_gan": 10, "encode_class": 10, "perturb_class": 10, "link_victim": 50}),
     # the trusted filter and the l2 robust surrogate; a GAN for the target class
@@ -275,12 +277,12 @@ def gu_a32_victims(cfg):
 @pytest.mark.parametrize("edit, reruns, kept, retrained", [
     # a new rate reuses the perturbed class: only the new poison sets, and the cohorts the new victims land in
     (lambda c: c["figures"]["fig3-8"].update(rates=[0.25, 0.5, 1.0]), {"poison_dataset": 2},
-     {"perturb_class", "train_surrogate"}, lambda old, new: cohorts_with(new) - cohorts_with(old)),
+     {"perturb_classes", "train_surrogate"}, lambda old, new: cohorts_with(new) - cohorts_with(old)),
     (lambda c: c["gans"]["wgan"].update(encode_steps=200), {"encode_class": 3}, {"train_gan", "train_surrogate"},
      None),
     # 4 poison sets (2 targets x 2 rates) feed 8 victims (with and without augmentation): their cohorts retrain
     (lambda c: c["triggers"]["gu_a32"].update(amplitude=48), {"poison_dataset": 4},
-     {"perturb_class", "prepare_data"}, lambda old, new: cohorts_with(new, gu_a32_victims(new))),
+     {"perturb_classes", "perturb_class", "prepare_data"}, lambda old, new: cohorts_with(new, gu_a32_victims(new))),
     (lambda c: c["figures"]["fig3-2"].update(title="renamed"), {"plot_heatmap": 1},
      {"train_cohort", "aggregate_metrics"}, None),
 ])

@@ -6,6 +6,7 @@ poisoning stage then picks, per target and rate, which of them to trigger.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from . import devices, gan, models
 from .adversarial import pgd_adversary
 from .artifacts import ArtifactError, load_npz, save_npz
-from .data import load_prepared
+from .data import Dataset, load_prepared
 from .layout import partner_class
 from .models import to_float
 from .runlog import Progress
@@ -75,18 +76,36 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, Any], dict[
 }
 
 
-def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, threads: int, seed: int = 0,
-                  surrogate: str | None = None, generator: str | None = None, latents: str | None = None) -> None:
-    """Stage 2: perturb every training image of one class and save (indices, images) as npz."""
-    torch.set_num_threads(threads)
-    ds = load_prepared(data_path)
+def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device, seed: int, surrogate: str | None = None,
+             generator: str | None = None, latents: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, perturbed images) of one class."""
     method = spec["method"]
     if method not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation method '{method}'; known: {', '.join(PERTURBATIONS)}")
     idx = np.flatnonzero(ds.y_train == cls)
     partners = gan.partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
+    ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
+           "surrogate": surrogate, "generator": generator, "latents": latents}
+    return idx, PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)
+
+
+def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, threads: int, seed: int = 0,
+                  generator: str | None = None, latents: str | None = None) -> None:
+    """Stage 2 for a perturbation with per-class inputs (GAN interpolation): perturb every training image of one
+    class and save (indices, images) as npz."""
+    torch.set_num_threads(threads)
+    ds = load_prepared(data_path)
     with devices.acquire() as device:
-        ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
-               "surrogate": surrogate, "generator": generator, "latents": latents}
-        images = PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)
+        idx, images = _perturb(ds, cls, spec, device, seed, generator=generator, latents=latents)
     save_npz(out, indices=idx, images=images, cls=np.int64(cls))
+
+
+def perturb_classes(data_path: str, spec: dict[str, Any], out_dir: str, threads: int, seed: int = 0,
+                    surrogate: str | None = None) -> None:
+    """Stage 2 in one process: perturb every training image of every class, out_dir/c<class>.npz each."""
+    torch.set_num_threads(threads)
+    ds = load_prepared(data_path)
+    with devices.acquire() as device:
+        for cls in range(ds.num_classes):
+            idx, images = _perturb(ds, cls, spec, device, seed, surrogate=surrogate)
+            save_npz(Path(out_dir) / f"c{cls}.npz", indices=idx, images=images, cls=np.int64(cls))

@@ -80,6 +80,17 @@ wildcard_constraints:
     digest=r"[0-9a-f]{10}",
 
 
+# A file from a job's output folder to where its consumers read it: a hard link (a copy across file systems),
+# stamped now so that it is newer than the folder. A shell command: a `run:` block would start a Python process.
+LINK = "(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}"
+
+
+def perturbations_where(per_class):
+    """Regex matching the perturbations that do (GAN interpolation) or do not read per-class inputs."""
+    names = [p for p, spec in config["perturbations"].items() if (spec["method"] == "gan_interpolation") == per_class]
+    return "|".join(re.escape(p) for p in names) or "(?!)"
+
+
 def canonical(obj):
     """Dicts with sorted keys, recursively: params compare by text, so key order must not matter."""
     if isinstance(obj, dict):

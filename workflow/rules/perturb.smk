@@ -1,4 +1,42 @@
-# Stage 2: every training image of a class perturbed once, shared by all targets, rates and seeds.
+# Stage 2: every training image of a class perturbed once, shared by all targets, rates and seeds. Perturbations
+# that read only the data and a surrogate do every class in one process; GAN interpolation, which reads a GAN and
+# latents per class, one class per job.
+
+
+rule perturb_classes:
+    input:
+        unpack(perturbation_inputs),
+        data=layout.DATA,
+    output:
+        directory(layout.PERTURBED_CLASSES),
+    params:
+        data=lambda w: data_version(w.dataset),
+        spec=lambda w: canonical(config["perturbations"][w.perturbation]),
+        code=code_version("perturb"),
+    wildcard_constraints:
+        perturbation=perturbations_where(per_class=False),
+    threads: config["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("perturb_classes", layout.PERTURBED_CLASSES),
+    benchmark:
+        layout.benchmark("perturb_classes", layout.PERTURBED_CLASSES)
+    script:
+        "../scripts/perturb_classes.py"
+
+
+rule link_perturbed:
+    input:
+        layout.PERTURBED_CLASSES,
+    output:
+        layout.PERTURBED,
+    wildcard_constraints:
+        perturbation=perturbations_where(per_class=False),
+    shell:
+        LINK.format(src="{input:q}/c{wildcards.cls}.npz", dst="{output:q}")
 
 
 rule perturb_class:
@@ -11,6 +49,8 @@ rule perturb_class:
         data=lambda w: data_version(w.dataset),
         spec=lambda w: canonical(config["perturbations"][w.perturbation]),
         code=code_version("perturb"),
+    wildcard_constraints:
+        perturbation=perturbations_where(per_class=True),
     threads: config["train_threads"]
     resources:
         gpu=1,

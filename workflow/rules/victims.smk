@@ -4,9 +4,6 @@
 
 VICTIM = layout.VICTIM
 COHORT = layout.COHORT
-# A member's file into its victim's folder: a hard link (a copy across file systems), stamped now so that it is
-# newer than the cohort folder it comes from. A shell command: a `run:` block would start a Python process.
-LINK = "(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}"
 
 
 rule train_cohort:

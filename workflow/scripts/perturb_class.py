@@ -4,4 +4,4 @@ from pipeline_lib.runlog import job_log
 i = snakemake.input
 with job_log(snakemake.log[0]):
     perturb_class(i.data, int(snakemake.wildcards.cls), snakemake.params.spec, snakemake.output[0], snakemake.threads,
-                  surrogate=i.get("surrogate"), generator=i.get("generator"), latents=i.get("latents"))
+                  generator=i.generator, latents=i.latents)

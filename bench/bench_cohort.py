@@ -1,7 +1,7 @@
 """Cohort benchmark: victims per hour when M victims train as one stacked network, M = 1, 4, 16, 64.
 
     python bench/bench_cohort.py                    # thesis ResNet on the CIFAR-10 subset and the digits CNN
-    python bench/bench_cohort.py --sizes 1 16 --steps 20
+    python bench/bench_cohort.py --sizes 1 16 --steps 20 --repeats 1 --case digits
 
 Each row trains M BadNets victims (targets 0..9, then further seeds' poison sets) for a few steps and times the
 steady-state step; a victim's cost is then (job start-up + its recipe's steps x step time) / M, where job
@@ -11,6 +11,8 @@ The ratio is against M = 1 (today's one victim per job). Runs on a leased GPU wh
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import yaml
 
 from pipeline_lib import devices
 from pipeline_lib.attacks import poison
-from pipeline_lib.data import load_source
+from pipeline_lib.data import Dataset, load_source
 from pipeline_lib.layout import Amount
 from pipeline_lib.stacking import train_stacked
 from pipeline_lib.train import Recipe
@@ -43,8 +45,9 @@ def startup_seconds(source: str) -> float:
     return time.perf_counter() - t0
 
 
-def step_seconds(ds, recipe: Recipe, size: int, steps: int, device: torch.device) -> float:
-    """Seconds per training step of a stacked cohort of `size` victims, after one warm-up run."""
+def step_seconds(ds: Dataset, recipe: Recipe, size: int, steps: int, device: torch.device, repeats: int) -> float:
+    """Seconds per training step of a stacked cohort of `size` victims: the best of `repeats` runs of 1 + steps
+    steps less the best of `repeats` runs of 1 step (set-up cancels), after one warm-up run."""
     trigger = Trigger(pattern="bottom_right", amplitude=255)
     sets = [poison("badnets", ds.x_train, ds.y_train, m % 10, Amount(count=50), trigger, m // 10)
             for m in range(size)]
@@ -55,13 +58,14 @@ def step_seconds(ds, recipe: Recipe, size: int, steps: int, device: torch.device
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        train_stacked(ds.x_train, ds.y_train, sets, ds.num_classes, short, 0, device)
+        with contextlib.redirect_stdout(io.StringIO()):  # the training's progress lines
+            train_stacked(ds.x_train, ds.y_train, sets, ds.num_classes, short, 0, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
     run(2)  # warm-up: kernels, allocator, cuDNN autotuning
-    return (run(1 + steps) - run(1)) / steps
+    return max(min(run(1 + steps) for _ in range(repeats)) - min(run(1) for _ in range(repeats)), 0) / steps
 
 
 def main() -> None:
@@ -69,13 +73,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--steps", type=int, default=4, help="timed steps per cohort size")
+    p.add_argument("--repeats", type=int, default=3, help="runs per timing, the fastest kept")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--case", default="", help="run only the cases whose label contains this text")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with devices.acquire() as device:
         print(f"device: {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else
                                       f" ({args.threads} threads)"))
-        for label, source, file, name in CASES:
+        for label, source, file, name in (c for c in CASES if args.case in c[0]):
             if source.startswith("npz:") and not Path(source[4:]).is_file():
                 print(f"\n{label}: skipped, {source[4:]} not found")
                 continue
@@ -88,7 +94,7 @@ def main() -> None:
             print(f"{'cohort':>6} {'s/step':>8} {'s/victim':>9} {'victims/h':>10} {'ratio':>6}")
             base = None
             for size in args.sizes:
-                per_step = step_seconds(ds, recipe, size, args.steps, device)
+                per_step = step_seconds(ds, recipe, size, args.steps, device, args.repeats)
                 per_victim = (startup + total_steps * per_step) / size
                 base = base or per_victim
                 print(f"{size:>6} {per_step:>8.4f} {per_victim:>9.2f} {3600 / per_victim:>10.1f} "

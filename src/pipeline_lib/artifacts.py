@@ -90,4 +90,3 @@ def save_json(path: str | Path, obj: Any) -> None:
 def load_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())
-

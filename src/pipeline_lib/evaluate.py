@@ -52,13 +52,13 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
     with devices.acquire() as device:
         for model_path, log_path, member in zip(model_paths, log_paths, members, strict=True):
             describe, trigger, net = member["describe"], member["trigger"], member["trigger_net"]
-            key = json.dumps(trigger, sort_keys=True)
-            if net is not None:
-                test_triggered = load_trigger(trigger, net).apply(ds.x_test)
-            else:
+            if net is None:
+                key = json.dumps(trigger, sort_keys=True)
                 if key not in triggered_sets:
                     triggered_sets[key] = load_trigger(trigger).apply(ds.x_test)
                 test_triggered = triggered_sets[key]
+            else:
+                test_triggered = load_trigger(trigger, net).apply(ds.x_test)
             model, log = models.load_model(model_path), load_json(log_path)
             clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
             target, poison = int(describe["target"]), log["poison"]

@@ -84,7 +84,7 @@ def test_one_figure_plans_only_what_it_needs_and_perturbs_each_class_once(tmp_pa
     assert {k: jobs.get(k, 0) for k in expected} == expected
     cfg = load_config("config.yaml")
     cohorts = plan(trained_victims(cfg), cfg["cohort_size"])
-    # the cohorts holding the figure's victims train (with their other members), and no other cohort
+    # the cohorts holding the figure's victims train, and no other (a cohort's members share their figures)
     assert jobs.get("train_cohort", 0) == len({cohorts[v] for v in figure_victims(cfg, figure)})
 
 

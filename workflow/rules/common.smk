@@ -80,9 +80,12 @@ wildcard_constraints:
     digest=r"[0-9a-f]{10}",
 
 
-# A file from a job's output folder to where its consumers read it: a hard link (a copy across file systems),
-# stamped now so that it is newer than the folder. A shell command: a `run:` block would start a Python process.
-LINK = "(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}"
+def link_shell(*pairs):
+    """Shell command putting files from a job's output folder where their consumers read them: hard links (copies
+    across file systems), stamped now so they are newer than the folder; errors to the log. A shell command, as a
+    `run:` block would start a Python process per job."""
+    steps = " && ".join(f"(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}" for src, dst in pairs)
+    return f"({steps}) 2> {{log:q}}"
 
 
 def perturbations_where(per_class):

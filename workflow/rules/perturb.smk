@@ -35,8 +35,12 @@ rule link_perturbed:
         layout.PERTURBED,
     wildcard_constraints:
         perturbation=perturbations_where(per_class=False),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("link_perturbed", layout.PERTURBED),
     shell:
-        LINK.format(src="{input:q}/c{wildcards.cls}.npz", dst="{output:q}")
+        link_shell(("{input:q}/c{wildcards.cls}.npz", "{output:q}"))
 
 
 rule perturb_class:

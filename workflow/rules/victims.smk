@@ -40,8 +40,12 @@ rule link_victim:
     params:
         model=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/model.pt",
         log=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/train_log.json",
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("link_victim", VICTIM),
     shell:
-        LINK.format(src="{params.model:q}", dst="{output.model:q}") + " && " + LINK.format(src="{params.log:q}", dst="{output.log:q}")
+        link_shell(("{params.model:q}", "{output.model:q}"), ("{params.log:q}", "{output.log:q}"))
 
 
 rule evaluate_cohort:
@@ -71,5 +75,9 @@ rule link_metrics:
         f"{VICTIM}/metrics.json",
     params:
         metrics=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}.json",
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("link_metrics", VICTIM),
     shell:
-        LINK.format(src="{params.metrics:q}", dst="{output:q}")
+        link_shell(("{params.metrics:q}", "{output:q}"))

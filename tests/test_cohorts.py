@@ -12,14 +12,9 @@ def grid(attacks=("a", "b", "c"), targets=range(10), rates=(0.1, 0.25, 0.5), rec
     return [Victim("d", a, recipe, defence, t, Amount(rate=r).token, 0) for a in attacks for t in targets for r in rates]
 
 
-def needed(victims, figures=("f",)):
-    """Victims each needed by the same figures."""
-    return dict.fromkeys(victims, frozenset(figures))
-
-
 def test_every_victim_has_one_cohort_of_its_own_group_and_no_cohort_exceeds_the_size():
     victims = grid() + grid(recipe="q") + grid(defence="dp")
-    cohorts = plan(needed(victims), 16)
+    cohorts = plan(victims, 16)
     assert set(cohorts) == set(victims)
     for v, c in cohorts.items():
         assert v in c.victims and len(c.members) <= 16
@@ -29,12 +24,12 @@ def test_every_victim_has_one_cohort_of_its_own_group_and_no_cohort_exceeds_the_
 
 
 def test_cohort_size_one_is_one_victim_per_job():
-    assert all(len(c.members) == 1 for c in plan(needed(grid()), 1).values())
+    assert all(len(c.members) == 1 for c in plan(grid(), 1).values())
 
 
 def test_the_same_victims_give_the_same_cohorts_in_any_order():
     victims = grid()
-    a, b = plan(needed(victims), 8), plan(needed(list(reversed(victims))), 8)
+    a, b = plan(victims, 8), plan(list(reversed(victims)), 8)
     assert {v: c.path for v, c in a.items()} == {v: c.path for v, c in b.items()}
 
 
@@ -47,7 +42,7 @@ GROUP = grid(attacks=[f"a{i}" for i in range(10)], rates=(0.05, 0.1, 0.25, 0.5, 
     grid(attacks=("a3",), targets=(10,), rates=(0.05, 0.1, 0.25, 0.5, 1.0)),  # a new target, one per rate
 ], ids=["rate", "attack", "target"])
 def test_adding_one_figures_victims_retrains_only_the_cohorts_they_land_in(added):
-    before, after = plan(needed(GROUP), 16), plan(needed(GROUP + added), 16)
+    before, after = plan(GROUP, 16), plan(GROUP + added, 16)
     changed = {c for c in set(after.values()) if c not in set(before.values())}
     assert {v for c in changed for v in c.victims} >= set(added)
     retrained = {v for c in changed for v in c.victims} - set(added)

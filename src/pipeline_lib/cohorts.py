@@ -1,6 +1,5 @@
-"""Victim cohorts: victims that share (dataset, recipe, defence, seed) and the figures that need them, and differ
-only in their poisoned training set, are trained in one job and evaluated in one job. Torch-free (the DAG uses it).
-Grouping by the figures keeps a one-figure run to that figure's victims.
+"""Victim cohorts: victims that share (dataset, recipe, defence, seed) and differ only in their poisoned training
+set are trained in one job and evaluated in one job. Torch-free (the DAG uses it).
 
 Within a group, victims are taken in (attack, amount, target) order and cut into cohorts by their content, as
 content-defined chunking does: a cohort ends after a victim whose hash is 0 modulo `cohort_size`, or when it is
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,13 +78,10 @@ def chunks(members: list[Member], size: int) -> list[list[Member]]:
     return [c for c in out if c]
 
 
-def plan(victims: Mapping[Victim, frozenset[str]], size: int) -> dict[Victim, Cohort]:
-    """Each victim's cohort: at most `size` victims of one (dataset, recipe, defence, seed) needed by the same
-    figures (`victims` maps each victim to the figures needing it)."""
-    groups: dict[tuple, list[Member]] = {}
-    for v, figures in victims.items():
-        key = (v.dataset, v.recipe, v.defence, v.seed, tuple(sorted(figures)))
-        groups.setdefault(key, []).append((v.attack, v.target, v.amount))
-    cohorts = [Cohort(*key[:4], tuple(chunk)) for key, members in groups.items()
-               for chunk in chunks(sorted(members, key=_order), size)]
+def plan(victims: Iterable[Victim], size: int) -> dict[Victim, Cohort]:
+    """Each victim's cohort: at most `size` victims of one (dataset, recipe, defence, seed)."""
+    groups: dict[tuple[str, str, str, int], list[Member]] = {}
+    for v in set(victims):
+        groups.setdefault((v.dataset, v.recipe, v.defence, v.seed), []).append((v.attack, v.target, v.amount))
+    cohorts = [Cohort(*key, tuple(chunk)) for key, members in groups.items() for chunk in chunks(sorted(members, key=_order), size)]
     return {v: c for c in cohorts for v in c.victims}

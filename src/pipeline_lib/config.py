@@ -311,16 +311,11 @@ def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
     return list(dict.fromkeys(v for _, v in figure_rows(config, figure)))
 
 
-def trained_victims(config: dict[str, Any]) -> dict[Victim, frozenset[str]]:
-    """Every victim the figures need, and every undefended victim the sanitisers read, with the figures needing it."""
+def trained_victims(config: dict[str, Any]) -> set[Victim]:
+    """Every victim the figures need, and the undefended victims the sanitisers read."""
+    victims = {v for f in config["figures"] for v in figure_victims(config, f)}
     methods = {name: d["method"] for name, d in config.get("defences", {}).items()}
-    needs: dict[Victim, set[str]] = {}
-    for f in config["figures"]:
-        for v in figure_victims(config, f):
-            needs.setdefault(v, set()).add(f)
-            if methods.get(v.defence) in NEEDS_BASE:
-                needs.setdefault(v.undefended(), set()).add(f)
-    return {v: frozenset(figures) for v, figures in needs.items()}
+    return victims | {v.undefended() for v in victims if methods.get(v.defence) in NEEDS_BASE}
 
 
 def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, Poisoned]]:

@@ -1,10 +1,10 @@
 """Cohorts: at most cohort_size victims of one (dataset, recipe, defence, seed) per job, cut by content, so that
-adding victims changes only the cohorts they land in."""
+adding victims changes only the cohorts they land in; with cohort_by_figure, only victims the same figures need."""
 import pytest
 
 from conftest import load_config
 from pipeline_lib.cohorts import chunks, plan
-from pipeline_lib.config import trained_victims
+from pipeline_lib.config import cohort_plan, trained_victims
 from pipeline_lib.layout import Amount, Victim
 
 
@@ -57,8 +57,19 @@ def test_chunks_cut_after_hash_boundaries_and_when_full():
     assert len(pieces) > 200 / 8  # content cuts come before the size cap, not only at it
 
 
-def test_the_full_config_trains_its_victims_in_a_fraction_of_the_jobs():
-    cfg = load_config("config.yaml")
-    victims = trained_victims(cfg)
-    cohorts = set(plan(victims, cfg["cohort_size"]).values())
-    assert len(victims) == 672 and len(cohorts) < 672 / 4
+def test_victims_kept_apart_never_share_a_cohort():
+    victims = grid()
+    apart = {v: v.target % 2 for v in victims}
+    cohorts = plan(victims, 16, apart)
+    assert all(len({apart[v] for v in c.victims}) == 1 for c in cohorts.values())
+    assert len(set(cohorts.values())) > len(set(plan(victims, 16).values()))
+
+
+@pytest.mark.parametrize("by_figure", [True, False])
+def test_the_full_config_trains_its_victims_in_a_fraction_of_the_jobs(by_figure):
+    cfg = load_config("config.yaml") | {"cohort_by_figure": by_figure}
+    needs = trained_victims(cfg)
+    cohorts = set(cohort_plan(cfg).values())
+    assert len(needs) == 672 and len(cohorts) < 672 / 4 and sum(len(c.members) for c in cohorts) == 672
+    # by figure, every cohort's members are needed by the same figures, so a one-figure run trains only its own
+    assert all(len({needs[v] for v in c.victims}) == 1 for c in cohorts) == by_figure

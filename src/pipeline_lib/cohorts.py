@@ -6,15 +6,17 @@ content-defined chunking does: a cohort ends after a victim whose hash is 0 modu
 full. Where the cuts fall depends only on the victims around them, so added victims change only the cohorts
 between the hash cuts around them; every other cohort keeps its members, its name (a digest of its member list)
 and its results. A new rate or attack lands in one stretch per attack; a new target lands in every (attack,
-amount) run of the group, so most of its cohorts gain a member and retrain. Under plain and adversarial training the members train
-as one stacked network (`stacking`); other defences (DP-SGD, ABL, the sanitisers) and recipes that trace
-per-sample losses train the members one after another in the cohort's process.
+amount) run of the group, so most of its cohorts gain a member and retrain. With `cohort_by_figure` the groups
+are split further by the figures needing each victim, so a one-figure run trains only that figure's victims (a
+victim that another figure comes to need moves to another cohort, and both cohorts retrain). Under plain and
+adversarial training the members train as one stacked network (`stacking`); other defences (DP-SGD, ABL, the
+sanitisers) and recipes that trace per-sample losses train the members one after another in the cohort's process.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +80,13 @@ def chunks(members: list[Member], size: int) -> list[list[Member]]:
     return [c for c in out if c]
 
 
-def plan(victims: Iterable[Victim], size: int) -> dict[Victim, Cohort]:
-    """Each victim's cohort: at most `size` victims of one (dataset, recipe, defence, seed)."""
-    groups: dict[tuple[str, str, str, int], list[Member]] = {}
+def plan(victims: Iterable[Victim], size: int, apart: Mapping[Victim, Hashable] | None = None) -> dict[Victim, Cohort]:
+    """Each victim's cohort: at most `size` victims of one (dataset, recipe, defence, seed), and of one value of
+    `apart` where given (the figures needing each victim: then a one-figure run trains only that figure's victims)."""
+    groups: dict[tuple, list[Member]] = {}
     for v in set(victims):
-        groups.setdefault((v.dataset, v.recipe, v.defence, v.seed), []).append((v.attack, v.target, v.amount))
-    cohorts = [Cohort(*key, tuple(chunk)) for key, members in groups.items() for chunk in chunks(sorted(members, key=_order), size)]
+        key = (v.dataset, v.recipe, v.defence, v.seed, apart[v] if apart is not None else None)
+        groups.setdefault(key, []).append((v.attack, v.target, v.amount))
+    cohorts = [Cohort(*key[:4], tuple(chunk)) for key, members in groups.items()
+               for chunk in chunks(sorted(members, key=_order), size)]
     return {v: c for c in cohorts for v in c.victims}

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from .artifacts import ArtifactError
+from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
 from .layout import NEEDS_BASE, Amount, Poisoned, Victim
 
@@ -311,11 +312,22 @@ def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
     return list(dict.fromkeys(v for _, v in figure_rows(config, figure)))
 
 
-def trained_victims(config: dict[str, Any]) -> set[Victim]:
-    """Every victim the figures need, and the undefended victims the sanitisers read."""
-    victims = {v for f in config["figures"] for v in figure_victims(config, f)}
+def trained_victims(config: dict[str, Any]) -> dict[Victim, frozenset[str]]:
+    """Every victim the figures need and every undefended victim the sanitisers read, with the figures needing it."""
     methods = {name: d["method"] for name, d in config.get("defences", {}).items()}
-    return victims | {v.undefended() for v in victims if methods.get(v.defence) in NEEDS_BASE}
+    needs: dict[Victim, set[str]] = {}
+    for f in config["figures"]:
+        for v in figure_victims(config, f):
+            needs.setdefault(v, set()).add(f)
+            if methods.get(v.defence) in NEEDS_BASE:
+                needs.setdefault(v.undefended(), set()).add(f)
+    return {v: frozenset(figures) for v, figures in needs.items()}
+
+
+def cohort_plan(config: dict[str, Any]) -> dict[Victim, Cohort]:
+    """Each trained victim's cohort under the config's `cohort_size` and `cohort_by_figure`."""
+    victims = trained_victims(config)
+    return plan(victims, config["cohort_size"], victims if config["cohort_by_figure"] else None)
 
 
 def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, Poisoned]]:

@@ -12,6 +12,7 @@ from pipeline_lib.config import (
     check_references,
     check_yaml,
     classes_of,
+    cohort_plan,
     example_classes,
     figure_poison_sets,
     figure_rows,
@@ -19,10 +20,9 @@ from pipeline_lib.config import (
     figure_option,
     figure_victims,
     schema_error_line,
-    trained_victims,
 )
 from pipeline_lib import layout
-from pipeline_lib.cohorts import member_name, plan
+from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import local_path
 from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
 from pipeline_lib.provenance import code_version
@@ -139,7 +139,7 @@ def defence_spec(w):
 @functools.cache
 def cohorts():
     """Each trained victim's cohort, and each cohort by its folder."""
-    of_victim = plan(trained_victims(config), config["cohort_size"])
+    of_victim = cohort_plan(config)
     return of_victim, {str(c.path): c for c in of_victim.values()}
 
 

@@ -5,8 +5,10 @@ import torch
 from opacus.accountants import RDPAccountant
 
 from pipeline_lib import models
-from pipeline_lib.defences import (Context, DEFENCES, detection, flag_clusters, flag_spectral, freeze_all_but_last,
-                                   isolate_lowest, lga, spectral_scores, train_frozen)
+from conftest import load_config
+from pipeline_lib.defences import (Context, DEFENCES, clipped_microbatch_sum, detection, flag_clusters, flag_spectral,
+                                   freeze_all_but_last, from_pretrained, isolate_lowest, lga, noised_mean,
+                                   spectral_scores, train_frozen)
 from pipeline_lib.train import Recipe
 
 RECIPE = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model_options={"width": 4})
@@ -111,6 +113,86 @@ def test_dp_training_is_seeded(pretrained):
     runs = [train_frozen(x, y, RECIPE, spec, 3, torch.device("cpu"), pretrained, 10, private=True)[0]
             for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
+
+
+MICRO = DP | {"microbatches": 4, "physical_batch": 32}  # lots of 64 in microbatches of 16, two per forward pass
+
+
+def test_a_microbatch_sum_clips_each_microbatch_as_one_gradient(pretrained):
+    x, y = digits_like(n=8)
+    model = from_pretrained(pretrained, 10, 0)
+    params = freeze_all_but_last(model, 3)
+    xb, yb = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(y)
+    manual = [torch.zeros_like(p) for p in params]
+    for part in range(4):  # contiguous microbatches of 2, each mean gradient scaled to norm <= 0.01
+        loss = torch.nn.functional.cross_entropy(model(xb[2 * part:2 * part + 2]), yb[2 * part:2 * part + 2])
+        grads = torch.autograd.grad(loss, params)
+        norm = torch.cat([g.flatten() for g in grads]).norm()
+        assert norm > 0.01
+        manual = [m + g * 0.01 / norm for m, g in zip(manual, grads)]
+    total = clipped_microbatch_sum(model, params, xb, yb, 4, 0.01)
+    assert all(torch.allclose(t, m, atol=1e-7) for t, m in zip(total, manual))
+    assert torch.cat([t.flatten() for t in total]).norm() <= 4 * 0.01 * 1.0001
+
+
+def test_noise_on_a_clipped_sum_has_std_noise_multiplier_times_bound_over_the_microbatches():
+    gen = torch.Generator().manual_seed(0)
+    noised = noised_mean([torch.zeros(1000, 1000)], 16, 1.0 * 1.0, gen)[0]  # the thesis: noise 1, clip 1, 16
+    assert noised.mean().abs() < 1e-3 and noised.std().item() == pytest.approx(1 / 16, rel=0.01)
+
+
+def trainable_update(pretrained, model):
+    """The change of the trained layers from the pretrained model (with its seeded new classifier)."""
+    start = from_pretrained(pretrained, 10, 0)
+    trained = {id(p) for p in freeze_all_but_last(start, 3)}
+    return torch.cat([(a - b).flatten() for a, b in zip(model.parameters(), start.parameters()) if id(b) in trained])
+
+
+def test_one_microbatched_dp_sgd_update_carries_noise_of_the_thesis_formula(pretrained):
+    x, y = digits_like()
+    spec = MICRO | {"noise_multiplier": 100.0}  # the gradient (norm <= 1) vanishes under noise of std 100 / 4
+    model, info = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=True)
+    assert trainable_update(pretrained, model).std().item() == pytest.approx(100 * 1.0 / 4, rel=0.1)
+    assert info["defence"]["microbatches"] == 4
+
+
+def test_a_noiseless_microbatched_update_moves_the_weights_at_most_lr_times_the_bound_whatever_the_images(pretrained):
+    x, y = digits_like()
+    spec = MICRO | {"max_grad_norm": 0.05}   # lr 1: the mean of 4 microbatch gradients clipped to 0.05 each
+    honest, _ = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=True)
+    x[:, 2:5, 2:5], y[:] = 255, 7             # every image triggered and relabelled
+    hostile, _ = train_frozen(x, y, RECIPE, spec, 0, torch.device("cpu"), pretrained, 10, private=True)
+    updates = [trainable_update(pretrained, m) for m in (honest, hostile)]
+    assert all(u.norm() <= 0.05 * 1.0001 for u in updates) and (updates[0] - updates[1]).norm() > 0.01
+
+
+def test_microbatched_epsilon_is_opacus_accounting_at_the_lot_sampling_rate(pretrained):
+    x, y = digits_like(n=256)
+    _, info = train_frozen(x, y, RECIPE, MICRO | {"noise_multiplier": 1.0, "steps": 3}, 0, torch.device("cpu"),
+                           pretrained, 10, private=True)
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 64 / 256, 3)]
+    assert info["defence"]["steps"] == 3
+    assert info["defence"]["epsilon"] == pytest.approx(accountant.get_epsilon(1e-5))
+
+
+def test_the_full_config_runs_dp_sgd_as_thesis_7_10():
+    cfg = load_config("config.yaml")
+    dp = {name: d for name, d in cfg["defences"].items() if d["method"] == "dp_sgd"}
+    assert sorted(d["noise_multiplier"] for d in dp.values()) == pytest.approx([0, 1 / 3, 2 / 3, 1], abs=1e-3)
+    for d in dp.values():
+        assert (d["max_grad_norm"], d["lot_size"], d["microbatches"], d["steps"], d["trainable_layers"]) == \
+            (1.0, 2000, 16, 10000, 3)
+        assert d["steps"] * d["lot_size"] / 50000 == 400  # epochs
+    public = cfg["surrogates"][d["pretrained"]]
+    assert cfg["datasets"][public["dataset"]]["source"] == "cifar100_coarse" and not public.get("adversarial")
+    baseline = cfg["defences"]["sgd_frozen"]
+    assert baseline["method"] == "frozen_sgd" and baseline["pretrained"] == d["pretrained"]
+    assert (baseline["lot_size"], baseline["steps"]) == (2000, 10000)
+    assert baseline["lr"] == pytest.approx(d["lr"] / d["microbatches"])  # 7.10: the rate divided by 16
+    for fig in ("fig5-1", "fig5-2"):
+        trigger = cfg["triggers"][cfg["attacks"][cfg["figures"][fig]["attack"]]["trigger"]]
+        assert cfg["recipes"][cfg["figures"][fig]["recipe"]]["augment"] and trigger.get("amplitude", 255) == 255
 
 
 def test_abl_isolates_the_examples_learnt_fastest_and_reports_precision_against_the_poisons():

@@ -237,6 +237,9 @@ def check_references(config: dict[str, Any]) -> None:
     for name, d in config.get("defences", {}).items():
         if "pretrained" in d:
             _known(config, f"defences.{name}.pretrained", "surrogates", d["pretrained"], "surrogate")
+        if d.get("microbatches") and d["lot_size"] % d["microbatches"]:
+            raise ConfigError(f"config key 'defences.{name}.microbatches': {d['microbatches']} does not divide "
+                              f"lot_size {d['lot_size']}")
     for name, attack in config["attacks"].items():
         if attack["method"] == "input_aware":
             _known(config, f"attacks.{name}.recipe", "recipes", attack["recipe"], "recipe")

@@ -7,7 +7,7 @@ from pipeline_lib import models
 from pipeline_lib.attacks import poison
 from pipeline_lib.layout import Amount
 from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
-from pipeline_lib.adversarial import pgd
+from pipeline_lib.adversarial import pgd, pgd_adversary, random_start
 from pipeline_lib.models import to_float
 from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize
 from pipeline_lib.train import Recipe, train
@@ -43,6 +43,24 @@ def test_pgd_stays_in_its_ball_and_the_pixel_range_and_raises_the_loss(surrogate
     size = np.sqrt((delta ** 2).reshape(len(x), -1).sum(1)) if norm == "l2" else np.abs(delta).reshape(len(x), -1).max(1)
     assert (size <= eps + 1e-9).all() and size.max() > 0.5 * eps
     assert losses(model, x_adv, y).mean() > 2 * losses(model, x, y).mean()
+
+
+@pytest.mark.parametrize("norm, eps", [("l2", 300.0), ("linf", 8.0)])
+def test_a_random_start_is_a_seeded_point_of_the_ball_and_training_pgd_starts_there(surrogate, norm, eps):
+    model, x, y = surrogate
+    xf, yt = to_float(torch.from_numpy(x)), torch.from_numpy(y)
+    starts = [random_start(xf, norm, eps / 255, torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert torch.equal(starts[0], starts[1]) and not torch.equal(starts[0], starts[2])
+    d = (starts[0] - xf).flatten(1)
+    size = d.norm(dim=1) if norm == "l2" else d.abs().max(1).values
+    assert (size <= eps / 255 + 1e-6).all() and size.mean() > 0.5 * eps / 255 and starts[0].min() >= 0
+    spec = {"norm": norm, "eps": eps, "steps": 1}
+    # one step from the random start differs from one step from x; both adversaries are deterministic per seed
+    random, fixed = pgd_adversary(spec | {"random_start": True}, 0), pgd_adversary(spec)
+    assert not torch.equal(random(model, xf, yt), fixed(model, xf, yt))
+    assert torch.equal(pgd_adversary(spec | {"random_start": True}, 0)(model, xf, yt),
+                       pgd_adversary(spec | {"random_start": True}, 0)(model, xf, yt))
+    assert torch.equal(fixed(model, xf, yt), pgd(model, xf, yt, norm, eps / 255, 2.5 * eps / 255, 1))
 
 
 def test_label_consistent_poisons_keep_their_labels_and_use_the_perturbed_images():

@@ -106,6 +106,8 @@ def test_lint_is_clean():
      "invalid config: config key 'perturbations.pgd_l2_80.norm': 'l3' is not one of"),
     (lambda c: c["attacks"]["l2_80"].update(perturbation="pgd_l2_81"),
      "invalid config: config key 'attacks.l2_80.perturbation': unknown perturbation 'pgd_l2_81'"),
+    (lambda c: c["perturbations"]["pgd_l2_80"].update(random_start=True),  # poisons keep the thesis's start at x
+     "invalid config: config key 'perturbations.pgd_l2_80': Additional properties are not allowed ('random_start'"),
     (lambda c: c["defences"]["dp_0"].update(microbatches=15),
      "invalid config: config key 'defences.dp_0.microbatches': 15 does not divide lot_size 256"),
 ])

@@ -307,7 +307,7 @@ def _none(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, de
 def _adv_training(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
                   ctx: Context) -> Trained:
     """Every batch replaced by its PGD adversarial version (Madry et al.)."""
-    return train(x, y, nc, recipe, seed, device, adversary=pgd_adversary(spec))
+    return train(x, y, nc, recipe, seed, device, adversary=pgd_adversary(spec, seed))
 
 
 def _dp_sgd(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,

@@ -13,7 +13,7 @@ from .data import load_prepared
 from .models import predict, to_float
 from .train import Recipe, train
 
-DEFAULT_ROBUST_EVAL = {"norm": "linf", "eps": 8, "step": 2, "steps": 10}  # Madry et al.'s CIFAR-10 threat model
+DEFAULT_ROBUST_EVAL = {"norm": "linf", "eps": 8, "step": 2, "steps": 10, "random_start": True}  # Madry et al.'s CIFAR-10 threat model
 
 
 def robust_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, spec: dict[str, Any],
@@ -54,7 +54,7 @@ def train_surrogate(data_path: str, spec: dict[str, Any], recipe: dict[str, Any]
     pick = np.random.default_rng(seed).permutation(len(y_ev))[:eval_images]
     with devices.acquire() as device:
         model, info = train(x, y, ds.num_classes, Recipe.from_config(recipe), seed, device,
-                            adversary=pgd_adversary(adversarial) if adversarial else None)
+                            adversary=pgd_adversary(adversarial, seed) if adversarial else None)
         clean = float(np.mean(predict(model, x_ev, device) == y_ev))
         robust = robust_accuracy(model, x_ev[pick], y_ev[pick], robust_spec, device)
     models.save_weights(model_out, info["arch"], model.cpu())

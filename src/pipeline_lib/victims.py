@@ -32,7 +32,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
     method, spec = defence["method"], {k: v for k, v in defence.items() if k != "method"}
     with devices.acquire() as device:
         if len(sets) > 1 and method in STACKABLE and not r.trace_per_epoch:
-            adversary = pgd_adversary(spec) if method == "adv_training" else None
+            adversary = pgd_adversary(spec, seed) if method == "adv_training" else None
             trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
                                            device, adversary)
             traces: list[LossTrace | None] = [None] * len(sets)

@@ -1,4 +1,6 @@
 """Training is seeded and deterministic on CPU; recipes and augmentation behave as configured."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,18 @@ def test_augmentation_crops_and_flips_whole_images():
     offsets = [next(k for k in range(9) if torch.equal(shifted[i], padded[i, :, k // 3:k // 3 + 4, k % 3:k % 3 + 4]))
                for i in range(2)]
     assert offsets != [4, 4]  # not every image left uncropped
+
+
+def test_rotation_turns_each_image_about_its_centre_by_its_own_angle_within_the_limit():
+    x = torch.zeros(16, 1, 33, 33)
+    x[:, :, 16, 4:29] = 1.0                 # a horizontal bar through the centre, 24 pixels long
+    r = Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, crop_padding=0, flip=False, rotation=10)
+    out = augment(x, r, torch.Generator().manual_seed(0))
+    assert (out[:, 0, 16, 16] == 1).all()  # the centre stays
+    rows = [out[i, 0].nonzero()[:, 0].float() for i in range(16)]
+    tilt = [(rr.max() - rr.min()).item() for rr in rows]
+    assert max(tilt) <= 2 * 12 * math.tan(math.radians(10)) + 1  # at most 10 degrees across the bar
+    assert len(set(tilt)) > 2                                   # angles differ between images
 
 
 def test_unknown_recipe_keys_are_named():

@@ -22,7 +22,7 @@ from .blocks import from_block
 from .data import load_prepared
 from .models import predict, to_float
 from .runlog import Progress
-from .train import Recipe, arch_of, augment, optimizer_for, seed_everything
+from .train import Recipe, arch_of, augment, optimizer_for, seed_everything, set_lr
 from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
 
 
@@ -38,11 +38,24 @@ class DynamicRecipe:
     mask_epochs: float = 25       # epochs training the mask network alone, first
     lr_generator: float = 0.01    # Adam (0.5, 0.9) for the generator and the mask network
     lr_mask: float = 0.01
-    width: int = 16               # channels of the trigger networks
+    generator_milestones: tuple[float, ...] = (200, 300, 400, 500)  # epochs where the generator's rate drops
+    mask_milestones: tuple[float, ...] = (10, 20)                   # ... and the mask network's
+    lr_gamma: float = 0.1         # the factor of each drop
+    width: int | None = None      # channels of the trigger networks' first level: 16 grey (MNIST), 32 colour
+    levels: int | None = None     # their down/up-sampling levels: 2 grey, 3 colour
 
     def __post_init__(self) -> None:
         if self.p_attack + self.p_cross > 1:
             raise ValueError(f"input_aware p_attack {self.p_attack} + p_cross {self.p_cross} exceed the whole batch")
+
+    def networks(self, channels: int, side: int) -> tuple[TriggerNet, TriggerNet]:
+        """A fresh generator and mask network for images of `channels` and `side` pixels (the authors' shapes for
+        grey and for colour images unless width and levels are set)."""
+        width = self.width or (16 if channels == 1 else 32)
+        levels = self.levels or (2 if channels == 1 else 3)
+        if side % 2 ** levels:
+            raise ValueError(f"input_aware levels {levels}: images of {side} pixels do not halve {levels} times")
+        return TriggerNet(channels, channels, width, levels), TriggerNet(channels, 1, width, levels)
 
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> DynamicRecipe:
@@ -50,11 +63,18 @@ class DynamicRecipe:
         return from_block(cls, block, "input-aware")
 
 
+def set_rate(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group of an optimiser at one learning rate."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
 def diversity(x1: torch.Tensor, x2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor) -> torch.Tensor:
     """Mean ratio of image distance to trigger (or mask) distance, root-mean-square per pair: small when
-    different images get different triggers."""
+    different images get different triggers. Two identical masks (all pixels saturated at 0, as small images
+    allow) have distance 0 with a zero gradient instead of the square root's NaN."""
     def rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a - b).pow(2).flatten(1).mean(1).sqrt()
+        return (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12).sqrt()
     return (rms(x1, x2) / (rms(t1, t2) + 1e-7)).mean()
 
 
@@ -72,7 +92,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     c = x.shape[-1]
     xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    g, m = TriggerNet(c, c, spec.width).to(device), TriggerNet(c, 1, spec.width).to(device)
+    g, m = (net.to(device) for net in spec.networks(c, x.shape[1]))
     t0 = time.perf_counter()
 
     opt_m = torch.optim.Adam(m.parameters(), spec.lr_mask, betas=(0.5, 0.9))
@@ -80,8 +100,11 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     epochs = max(1, round(spec.mask_epochs))
     progress = Progress("mask network", epochs, "epochs")
     for epoch in range(epochs):
+        set_rate(opt_m, spec.lr_mask * spec.lr_gamma ** sum(epoch >= e for e in spec.mask_milestones))
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
             x1, x2 = to_float(xs[i1]), to_float(xs[i2])
+            if recipe.augment:
+                x1, x2 = augment(x1, recipe, gen), augment(x2, recipe, gen)
             m1, m2 = mask(m, x1), mask(m, x2)
             loss = (spec.lambda_norm * torch.relu(m1 - spec.mask_density).mean()
                     + spec.lambda_div * diversity(x1, x2, m1, m2))
@@ -105,8 +128,9 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
             if step >= total:
                 break
-            for group in opt_c.param_groups:
-                group["lr"] = group["base_lr"] * recipe.lr_factor(step, total, steps_per_epoch)
+            set_lr(opt_c, recipe, step, total, steps_per_epoch)
+            set_rate(opt_g, spec.lr_generator * spec.lr_gamma ** sum(step >= e * steps_per_epoch
+                                                                      for e in spec.generator_milestones))
             x1, x2, y1 = to_float(xs[i1]), to_float(xs[i2]), ys[i1]
             if recipe.augment:
                 x1, x2 = augment(x1, recipe, gen), augment(x2, recipe, gen)

@@ -39,6 +39,7 @@ class Recipe:
     crop_padding: int = 4
     pad_mode: str = "constant"      # 'constant' (zeros, as tf's crop_or_pad) or 'reflect'
     flip: bool = True
+    rotation: float = 0.0           # random rotations up to this many degrees, nearest pixel, zero fill (0 = none)
     trace_per_epoch: int = 0        # per-sample loss snapshots per epoch (Figure 4-1); 0 = none
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. norm, width
 
@@ -57,7 +58,8 @@ class Recipe:
 
 
 def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop after padding and random horizontal flip, batched."""
+    """Per-image random crop after padding, random rotation (if the recipe has one) and random horizontal flip,
+    batched, in torchvision's RandomCrop, RandomRotation, RandomHorizontalFlip order."""
     b, c, h, w = x.shape
     p = recipe.crop_padding
     if p:
@@ -67,6 +69,12 @@ def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tens
         cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
         x = padded.permute(0, 2, 3, 1)[torch.arange(b, device=x.device)[:, None, None], rows, cols]
         x = x.permute(0, 3, 1, 2)
+    if recipe.rotation:
+        angle = (torch.rand(b, generator=gen, device=x.device) * 2 - 1) * math.radians(recipe.rotation)
+        cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+        theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+        grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        x = nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     if recipe.flip:
         flip = torch.rand(b, generator=gen, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -12,16 +12,30 @@ from .artifacts import save_torch
 from .models import batched, to_float
 
 
-class TriggerNet(nn.Module):
-    """A small encoder-decoder from an image to a same-sized map (H and W even)."""
+def _block(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
+    """3x3 convolution, batch norm (the authors' momentum 0.05), ReLU."""
+    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out, momentum=0.05)] + ([nn.ReLU()] if relu else [])
 
-    def __init__(self, c_in: int, c_out: int, width: int) -> None:
+
+class TriggerNet(nn.Module):
+    """The authors' encoder-decoder from an image to a same-sized map: `levels` of two convolution blocks and a
+    2x2 max-pool, starting at `width` channels and doubling per level, a middle block, then mirrored levels of
+    bilinear upsampling and two blocks halving the channels (the last without ReLU). H and W must divide by
+    2 ** levels."""
+
+    def __init__(self, c_in: int, c_out: int, width: int, levels: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, c_out, 3, padding=1))
+        self.levels, layers, c = levels, [], c_in
+        for level in range(levels):
+            w = width * 2 ** level
+            layers += _block(c, w) + _block(w, w) + [nn.MaxPool2d(2)]
+            c = w
+        layers += _block(c, c)
+        for level in reversed(range(levels)):
+            out = width * 2 ** (level - 1) if level else c_out
+            layers += [nn.Upsample(scale_factor=2, mode="bilinear")] + _block(c, c) + _block(c, out, relu=level > 0)
+            c = out
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -33,8 +47,8 @@ def pattern(g: TriggerNet, x: torch.Tensor) -> torch.Tensor:
 
 
 def mask(m: TriggerNet, x: torch.Tensor) -> torch.Tensor:
-    """The mask for each image: a steep tanh makes it nearly binary."""
-    return torch.tanh(20 * m(x)) / 2 + 0.5
+    """The mask for each image: the authors' shifted steep tanh, nearly binary and ~0 for a zero output."""
+    return torch.tanh(20 * m(x) - 10) / 2 + 0.5
 
 
 def apply_trigger(g: TriggerNet, m: TriggerNet, x: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,15 +78,15 @@ class DynamicTrigger:
     def save(self, path: str) -> None:
         """Both networks' weights and shapes, atomically (loaded with weights_only)."""
         first = self.g.net[0]
-        save_torch(path, {"channels": first.in_channels, "width": first.out_channels,
+        save_torch(path, {"channels": first.in_channels, "width": first.out_channels, "levels": self.g.levels,
                           "generator": self.g.state_dict(), "mask": self.m.state_dict()})
 
     @classmethod
     def load(cls, path: str) -> DynamicTrigger:
         """The inverse of save."""
         state = torch.load(path, map_location="cpu", weights_only=True)
-        c, w = int(state["channels"]), int(state["width"])
-        g, m = TriggerNet(c, c, w), TriggerNet(c, 1, w)
+        c, w, levels = int(state["channels"]), int(state["width"]), int(state["levels"])
+        g, m = TriggerNet(c, c, w, levels), TriggerNet(c, 1, w, levels)
         g.load_state_dict(state["generator"])
         m.load_state_dict(state["mask"])
         return cls(g, m)

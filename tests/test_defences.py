@@ -6,7 +6,7 @@ from opacus.accountants import RDPAccountant
 
 from pipeline_lib import models
 from conftest import load_config
-from pipeline_lib.defences import (Context, DEFENCES, clipped_microbatch_sum, detection, flag_clusters, flag_spectral,
+from pipeline_lib.defences import (AblRecipe, Context, DEFENCES, clipped_microbatch_sum, detection, flag_clusters, flag_spectral,
                                    freeze_all_but_last, from_pretrained, isolate_lowest, lga, noised_mean,
                                    spectral_scores, train_frozen)
 from pipeline_lib.train import Recipe
@@ -193,6 +193,19 @@ def test_the_full_config_runs_dp_sgd_as_thesis_7_10():
     for fig in ("fig5-1", "fig5-2"):
         trigger = cfg["triggers"][cfg["attacks"][cfg["figures"][fig]["attack"]]["trigger"]]
         assert cfg["recipes"][cfg["figures"][fig]["recipe"]]["augment"] and trigger.get("amplitude", 255) == 255
+
+
+def test_abl_runs_the_authors_phases_on_the_victims_architecture():
+    recipe = Recipe(model="thesis_resnet", epochs=100, batch_size=50, lr=0.1, augment=True, milestones=(40, 60),
+                    weight_decay=2e-4, model_options={"norm": "per_image"})
+    isolation, finetuning, unlearning = AblRecipe.from_spec({"method": "abl", "lot_size": 2000}).phases(recipe)
+    for phase in (isolation, finetuning, unlearning):
+        assert (phase.model, phase.model_options, phase.batch_size, phase.momentum, phase.nesterov,
+                phase.weight_decay) == ("thesis_resnet", {"norm": "per_image"}, 128, 0.9, True, 1e-4)
+    assert (isolation.epochs, isolation.lr, isolation.milestones, isolation.augment) == (20, 0.1, (), False)
+    assert (finetuning.epochs, finetuning.lr, finetuning.milestones, finetuning.augment, finetuning.crop_padding,
+            finetuning.flip, finetuning.cutout) == (60, 0.1, (40,), True, 4, True, 3)
+    assert (unlearning.epochs, unlearning.lr, unlearning.augment) == (5, 5e-4, False)
 
 
 def test_abl_isolates_the_examples_learnt_fastest_and_reports_precision_against_the_poisons():

@@ -64,6 +64,33 @@ def test_rotation_turns_each_image_about_its_centre_by_its_own_angle_within_the_
     assert len(set(tilt)) > 2                                   # angles differ between images
 
 
+def test_cutout_zeroes_one_square_per_image_and_nothing_else():
+    x = torch.ones(32, 1, 16, 16)
+    r = Recipe(model="small_cnn", epochs=1, batch_size=1, lr=1, crop_padding=0, flip=False, cutout=4)
+    out = augment(x, r, torch.Generator().manual_seed(0))
+    zeros = (out == 0).flatten(1).sum(1)
+    assert (zeros <= 16).all() and (zeros > 0).all() and len(set(zeros.tolist())) > 1  # 4x4, less at borders
+    for img in out[:, 0]:
+        rows, cols = (img == 0).nonzero(as_tuple=True)
+        assert (img[rows.min():rows.max() + 1, cols.min():cols.max() + 1] == 0).all()  # one solid square
+
+
+def test_continuing_with_an_optimiser_keeps_its_momentum_and_takes_the_new_recipes_rate():
+    x, y = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), np.arange(64) % 10
+    first = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.05, model_options={"width": 4})
+    then = Recipe(model="small_cnn", epochs=0.25, batch_size=16, lr=0.01, model_options={"width": 4})
+    runs = []
+    for carry in (True, False):
+        model, _ = train(x, y, 10, first, 0, torch.device("cpu"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        model, _ = train(x, y, 10, first, 0, torch.device("cpu"), init=model, optimizer=opt)
+        fresh = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        model, _ = train(x, y, 10, then, 0, torch.device("cpu"), init=model, optimizer=opt if carry else fresh)
+        runs.append(model)
+        assert (opt if carry else fresh).param_groups[0]["lr"] == 0.01
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
+
+
 def test_unknown_recipe_keys_are_named():
     with pytest.raises(ValueError, match="unknown recipe key"):
         Recipe.from_config({"model": "small_cnn", "epochs": 1, "batch_size": 1, "lr": 1, "warmup": 3})

@@ -25,7 +25,7 @@ from . import models
 from .adversarial import pgd_adversary
 from .models import batched, to_float
 from .runlog import Progress
-from .train import Recipe, Tracer, arch_of, augment, seed_everything, train
+from .train import Recipe, Tracer, arch_of, augment, optimizer_for, seed_everything, train
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -322,18 +322,61 @@ def _frozen_sgd(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: i
     return train_frozen(x, y, recipe, spec, seed, device, ctx.pretrained, nc, private=False)
 
 
+@dataclass(frozen=True)
+class AblRecipe:
+    """Anti-Backdoor Learning's schedule, the authors' release (bboylyg/ABL) unless noted; the victim's recipe
+    gives only the architecture. One SGD optimiser carries its momentum through the three phases."""
+
+    gamma: float = 0.5                          # LGA: descend above this loss, ascend below it
+    isolation_ratio: float = 0.01               # share of lowest-loss examples isolated
+    isolation_epochs: float = 20                # T_te of the paper (their config.py's quick default: 10)
+    finetuning_epochs: float = 60               # retraining on the rest, with augmentation
+    finetuning_milestones: tuple[float, ...] = (40,)  # its rate 0.1 -> 0.01 at epoch 40
+    unlearning_epochs: float = 5                # gradient ascent on the isolated examples
+    unlearning_lr: float = 5e-4
+    batch_size: int = 128
+    lr: float = 0.1                             # isolation (constant) and finetuning
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    cutout: int = 3                             # finetuning augmentation: 4-pixel crop, flip, Cutout(1, 3)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> AblRecipe:
+        """The ABL keys of a defence's config block (the schema fills other defences' defaults in too)."""
+        return cls(**{f.name: tuple(spec[f.name]) if isinstance(spec[f.name], list) else spec[f.name]
+                      for f in dataclasses.fields(cls) if f.name in spec})
+
+    def phases(self, recipe: Recipe) -> tuple[Recipe, Recipe, Recipe]:
+        """Isolation (no augmentation, constant rate), finetuning and unlearning as recipes on `recipe`'s model."""
+        base = dataclasses.replace(recipe, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                                   nesterov=self.nesterov, weight_decay=self.weight_decay, schedule="step",
+                                   gamma=0.1, label_smoothing=0.0, bias_lr_scale=1.0, trace_per_epoch=0,
+                                   crop_padding=4, pad_mode="constant", flip=True, rotation=0.0, cutout=0)
+        return (dataclasses.replace(base, epochs=self.isolation_epochs, milestones=(), augment=False),
+                dataclasses.replace(base, epochs=self.finetuning_epochs, milestones=self.finetuning_milestones,
+                                    augment=True, cutout=self.cutout),
+                dataclasses.replace(base, epochs=self.unlearning_epochs, lr=self.unlearning_lr, milestones=(),
+                                    augment=False))
+
+
 def _abl(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
          ctx: Context) -> Trained:
-    """Isolate the lowest-loss examples after LGA training, train on the rest, unlearn the isolated ones."""
+    """Isolate the lowest-loss examples after LGA training, finetune on the rest, unlearn the isolated ones."""
     t0 = time.perf_counter()
-    isolation = dataclasses.replace(recipe, epochs=spec["isolation_epochs"], schedule="step", milestones=())
-    model, _ = train(x, y, nc, isolation, seed, device, loss_transform=lambda loss: lga(loss, spec["gamma"]))
+    abl = AblRecipe.from_spec(spec)
+    isolation, finetuning, unlearning = abl.phases(recipe)
+    seed_everything(seed)
+    model = models.build(arch_of(recipe, x, nc))
+    models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+    opt = optimizer_for(model, isolation)
+    model, _ = train(x, y, nc, isolation, seed, device, init=model, optimizer=opt,
+                     loss_transform=lambda loss: lga(loss, abl.gamma))
     isolated = np.zeros(len(y), bool)
-    isolated[isolate_lowest(per_sample_loss(model, x, y, device), spec["isolation_ratio"])] = True
-    model, info = train(x[~isolated], y[~isolated], nc, recipe, seed, device, init=model)
-    unlearning = dataclasses.replace(recipe, epochs=spec["unlearning_epochs"], lr=spec["unlearning_lr"],
-                                     schedule="step", milestones=(), augment=False)
-    model, _ = train(x[isolated], y[isolated], nc, unlearning, seed, device, init=model, loss_transform=torch.neg)
+    isolated[isolate_lowest(per_sample_loss(model, x, y, device), abl.isolation_ratio)] = True
+    model, info = train(x[~isolated], y[~isolated], nc, finetuning, seed, device, init=model, optimizer=opt)
+    model, _ = train(x[isolated], y[isolated], nc, unlearning, seed, device, init=model, optimizer=opt,
+                     loss_transform=torch.neg)
     found = detection(isolated, ctx.poisoned)
     return model, {**info, "seconds": time.perf_counter() - t0,
                    "defence": {"isolated": found["flagged"], "isolation_precision": found["precision"],

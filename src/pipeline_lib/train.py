@@ -40,6 +40,7 @@ class Recipe:
     pad_mode: str = "constant"      # 'constant' (zeros, as tf's crop_or_pad) or 'reflect'
     flip: bool = True
     rotation: float = 0.0           # random rotations up to this many degrees, nearest pixel, zero fill (0 = none)
+    cutout: int = 0                 # Cutout: one square of this length // 2 on each side of a random centre zeroed
     trace_per_epoch: int = 0        # per-sample loss snapshots per epoch (Figure 4-1); 0 = none
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. norm, width
 
@@ -58,8 +59,8 @@ class Recipe:
 
 
 def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop after padding, random rotation (if the recipe has one) and random horizontal flip,
-    batched, in torchvision's RandomCrop, RandomRotation, RandomHorizontalFlip order."""
+    """Per-image random crop after padding, random rotation, random horizontal flip and Cutout (each as the recipe
+    says), batched, in torchvision's RandomCrop, RandomRotation, RandomHorizontalFlip order, Cutout last."""
     b, c, h, w = x.shape
     p = recipe.crop_padding
     if p:
@@ -78,6 +79,14 @@ def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tens
     if recipe.flip:
         flip = torch.rand(b, generator=gen, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if recipe.cutout:
+        half = recipe.cutout // 2
+        cy = torch.randint(0, h, (b,), generator=gen, device=x.device)
+        cx = torch.randint(0, w, (b,), generator=gen, device=x.device)
+        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        hole = (((rows >= cy[:, None] - half) & (rows < cy[:, None] + half))[:, :, None]
+                & ((cols >= cx[:, None] - half) & (cols < cx[:, None] + half))[:, None, :])
+        x = x * ~hole[:, None]
     return x
 
 
@@ -120,13 +129,15 @@ LossTransform = Callable[[torch.Tensor], torch.Tensor]
 
 def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int, device: torch.device,
           adversary: Adversary | None = None, tracer: Tracer | None = None, init: models.Classifier | None = None,
-          loss_transform: LossTransform | None = None) -> tuple[models.Classifier, dict[str, Any]]:
+          loss_transform: LossTransform | None = None,
+          optimizer: torch.optim.Optimizer | None = None) -> tuple[models.Classifier, dict[str, Any]]:
     """Train a model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
 
     adversary:      replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
     tracer:         called with (model, step) `recipe.trace_per_epoch` times per epoch and at the end;
     init:           continue training this model instead of a fresh one;
-    loss_transform: maps the batch's mean loss to the loss minimised (ABL's local gradient ascent, unlearning).
+    loss_transform: maps the batch's mean loss to the loss minimised (ABL's local gradient ascent, unlearning);
+    optimizer:      continue with this optimiser of `init`'s parameters (momentum kept), its rate now the recipe's.
     """
     seed_everything(seed)
     arch = arch_of(recipe, x, num_classes)
@@ -138,7 +149,10 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     gen = torch.Generator(device=device).manual_seed(seed)
-    opt = optimizer_for(model, recipe)
+    opt = optimizer_for(model, recipe) if optimizer is None else optimizer
+    if optimizer is not None:
+        for group in opt.param_groups:
+            group["base_lr"] = recipe.lr
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     n = len(xs)
     steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch

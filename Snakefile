@@ -39,10 +39,12 @@ localrules:
     plot_filtering,
     plot_filtered_examples,
     plot_examples,
+    score_claims,
 
 
 rule all:
     input:
         expand(layout.FIGURE, figure=config["figures"]),
         layout.ALL_VICTIMS,
+        [layout.SCORECARD, layout.SCORECARD_MD] if config["claims"] else [],
     default_target: True

@@ -108,6 +108,13 @@ def test_lint_is_clean():
      "invalid config: config key 'attacks.l2_80.perturbation': unknown perturbation 'pgd_l2_81'"),
     (lambda c: c["perturbations"]["pgd_l2_80"].update(random_start=True),  # poisons keep the thesis's start at x
      "invalid config: config key 'perturbations.pgd_l2_80': Additional properties are not allowed ('random_start'"),
+    (lambda c: c["claims"]["thesis-3-8-adversarial-beats-baseline"]["above"].update(figure="fig9-9"),
+     "invalid config: config key 'claims.thesis-3-8-adversarial-beats-baseline.above.figure': unknown figure 'fig9-9'"),
+    (lambda c: c["claims"]["thesis-5-1-noise-cuts-asr"]["measured"].update(series="noise 7"),
+     "invalid config: config key 'claims.thesis-5-1-noise-cuts-asr.measured.series': figure 'fig5-1' has no series "
+     "'noise 7'"),
+    (lambda c: c["claims"]["thesis-3-7-gan-beats-baseline"]["measured"].update(figure="seed001-tsne"),
+     "config key 'claims.thesis-3-7-gan-beats-baseline.measured.figure': figure 'seed001-tsne' is a 'tsne' figure"),
     (lambda c: c["defences"]["dp_0"].update(microbatches=15),
      "invalid config: config key 'defences.dp_0.microbatches': 15 does not divide lot_size 256"),
 ])
@@ -191,6 +198,15 @@ def test_demo_draws_every_figure_from_real_training(demo):
     every = pd.read_csv(demo / "results/tables/all_victims.csv")
     assert set(every["method"]) == {"badnets", "label_consistent", "input_aware"}
     assert every[every["defence"] == "none"]["clean_accuracy"].min() > 0.85
+
+
+@pytest.mark.slow
+def test_demo_scores_every_claim_of_its_preset(demo):
+    card = pd.read_csv(demo / "results/tables/scorecard.csv")
+    assert card["claim"].tolist() == list(load_config("config/demo.yaml")["claims"])
+    assert card["measured"].notna().all() and card["compared"].notna().all() and card["holds"].dtype == bool
+    md = (demo / "results/tables/scorecard.md").read_text()
+    assert f"{card['holds'].sum()} of {len(card)} claims hold." in md and md.count("\n| ") == len(card) + 2
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ from typing import Any
 import yaml
 
 from .artifacts import ArtifactError
+from .claims import TABLE_KINDS
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
 from .layout import NEEDS_BASE, Amount, Poisoned, Victim
+from .tables import COLUMNS as TABLE_COLUMNS
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
@@ -273,6 +275,41 @@ def check_references(config: dict[str, Any]) -> None:
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
+    check_claims(config)
+
+
+def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> None:
+    """A claim's measure reads a figure that has a table, its series and table columns."""
+    fig = spec["figure"]
+    _known(config, f"{key}.figure", "figures", fig, "figure")
+    if config["figures"][fig]["kind"] not in TABLE_KINDS:
+        raise ConfigError(f"config key '{key}.figure': figure '{fig}' is a '{config['figures'][fig]['kind']}' "
+                          "figure, which has no metric table")
+    labels = {label for label, _ in series(config, fig)}
+    for label in [spec["series"]] if isinstance(spec.get("series"), str) else spec.get("series") or []:
+        if label not in labels:
+            raise ConfigError(f"config key '{key}.series': figure '{fig}' has no series '{label}' "
+                              f"(it has: {', '.join(sorted(labels))})")
+    for column in spec.get("where", {}):
+        if column not in TABLE_COLUMNS:
+            raise ConfigError(f"config key '{key}.where.{column}': not a column of the figure tables")
+    if spec.get("aggregate") == "count_above" and "threshold" not in spec:
+        raise ConfigError(f"config key '{key}.threshold': aggregate count_above needs a threshold")
+
+
+def check_claims(config: dict[str, Any]) -> None:
+    """Every claim measures figures that exist and have tables, with their own series and columns."""
+    for name, claim in config.get("claims", {}).items():
+        for part in ("measured", "above", "below"):
+            if part in claim:
+                _check_measure(config, f"claims.{name}.{part}", claim[part])
+
+
+def claim_figures(config: dict[str, Any]) -> list[str]:
+    """The figures whose tables the claims read, in config order."""
+    used = {m["figure"] for c in config.get("claims", {}).values() for m in (c["measured"], c.get("above"),
+                                                                           c.get("below")) if m}
+    return [f for f in config["figures"] if f in used]
 
 
 def figure_option(config: dict[str, Any], figure: str, key: str) -> Any:

@@ -24,6 +24,8 @@ TABLE = "results/tables/{figure}.csv"
 SUMMARY = "results/tables/{figure}.md"
 FIGURE = "results/figures/{figure}.png"
 ALL_VICTIMS = "results/tables/all_victims.csv"
+SCORECARD = "results/tables/scorecard.csv"
+SCORECARD_MD = "results/tables/scorecard.md"
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 

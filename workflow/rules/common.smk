@@ -11,6 +11,7 @@ from pipeline_lib.config import (
     ConfigError,
     check_references,
     check_yaml,
+    claim_figures,
     classes_of,
     cohort_plan,
     example_classes,
@@ -288,6 +289,11 @@ def victim_metrics(w):
 def victim_train_logs(w):
     """Every train_log.json one figure needs, in series order."""
     return [str(v.path / "train_log.json") for _, v in figure_rows(config, w.figure)]
+
+
+def claim_tables(w):
+    """The table of every figure the claims read, by figure name."""
+    return {f: layout.TABLE.format(figure=f) for f in claim_figures(config)}
 
 
 def series_labels(w):

@@ -268,3 +268,30 @@ rule plot_examples:
         layout.log("plot_examples", layout.FIGURE),
     script:
         "../scripts/plot_examples.py"
+
+
+rule score_claims:
+    input:
+        unpack(claim_tables),
+    output:
+        csv=report(
+            layout.SCORECARD,
+            caption="../report/scorecard.rst",
+            category="Reproduction scorecard",
+            labels={"table": "scorecard (CSV)"},
+        ),
+        md=report(
+            layout.SCORECARD_MD,
+            caption="../report/scorecard.rst",
+            category="Reproduction scorecard",
+            labels={"table": "scorecard"},
+        ),
+    params:
+        claims=config["claims"],
+        code=code_version("claims"),
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("score_claims", layout.SCORECARD),
+    script:
+        "../scripts/score_claims.py"

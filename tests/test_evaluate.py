@@ -22,8 +22,9 @@ def test_second_asr_excludes_images_already_classified_as_the_target():
     assert m["asr_labelled"] == pytest.approx(1 / 4) and m["asr_classified"] == 0.0
 
 
-def test_clean_robust_and_per_class_accuracy():
+def test_clean_robust_per_class_and_target_class_accuracy():
     m = attack_metrics(Y, CLEAN, TRIGGERED, TARGET, 3)
     assert m["clean_accuracy"] == pytest.approx(4 / 6)
     assert m["robust_accuracy"] == pytest.approx(1 / 4)
     assert m["per_class_accuracy"] == [0.5, 0.5, 1.0]
+    assert m["target_accuracy"] == 0.5 and attack_metrics(Y, CLEAN, TRIGGERED, 2, 3)["target_accuracy"] == 1.0

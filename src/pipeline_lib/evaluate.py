@@ -28,7 +28,8 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
                      once triggered (the thesis's first definition, used in chapters 2-4);
     asr_classified:  the same over images not *classified* as the target before the trigger
                      (the second definition, used for the DP-SGD experiments);
-    robust_accuracy: share of non-target images still classified as their true label when triggered.
+    robust_accuracy: share of non-target images still classified as their true label when triggered;
+    target_accuracy: clean accuracy on the target class's own test images (the 001 seed's "clean zeros").
     """
     not_target = y != target
     not_pred_target = clean_pred != target
@@ -38,6 +39,7 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
         "asr_labelled": _rate(triggered_pred[not_target] == target),
         "asr_classified": _rate(triggered_pred[not_pred_target] == target),
         "robust_accuracy": _rate(triggered_pred[not_target] == y[not_target]),
+        "target_accuracy": per_class[target],
         "per_class_accuracy": per_class,
     }
 

@@ -19,6 +19,7 @@ METRIC_LABELS = {
     "asr_classified": "attack success rate, excl. already-target predictions (%)",
     "robust_accuracy": "accuracy on triggered images (%)",
     "clean_accuracy": "natural accuracy (%)",
+    "target_accuracy": "natural accuracy on the target class (%)",
 }
 
 
@@ -116,7 +117,7 @@ def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str |
 
 
 SUMMARY = {"clean_accuracy": "clean accuracy", "asr_labelled": "ASR", "asr_classified": "ASR (excl. target preds)",
-           "robust_accuracy": "accuracy on triggered", "epsilon": "epsilon", "isolation_precision": "isolation precision",
+           "robust_accuracy": "accuracy on triggered", "target_accuracy": "target-class accuracy", "epsilon": "epsilon", "isolation_precision": "isolation precision",
            "detection_precision": "detection precision", "detection_recall": "detection recall"}
 
 

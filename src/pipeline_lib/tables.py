@@ -10,7 +10,8 @@ from .artifacts import atomic_path, load_json
 
 COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence", "target",
            "target_name", "amount", "rate", "count", "fraction_of_class", "fraction_of_train", "seed",
-           "clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "train_seconds", "device",
+           "clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy", "train_seconds",
+           "device",
            # what a defence measured (empty for others): DP-SGD's privacy, ABL's isolation, sanitisers' detection
            "noise_multiplier", "epsilon", "delta", "steps", "lot_size", "isolated", "isolation_precision",
            "isolation_recall", "flagged", "kept", "detection_precision", "detection_recall"]

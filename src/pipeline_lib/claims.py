@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .artifacts import atomic_path
+from .tables import write_csv
 
 TABLE_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap")  # figures with tables
 COLUMNS = ["claim", "source", "statement", "reported", "measured", "judged_by", "compared", "holds"]
@@ -109,7 +110,6 @@ def write_scorecard(claims: Mapping[str, Mapping[str, Any]], tables: Mapping[str
                     md_out: str) -> None:
     """Judge every claim on the figures' CSV tables; write the scorecard as CSV and markdown, atomically."""
     card = scorecard(claims, {fig: pd.read_csv(path) for fig, path in tables.items()})
-    with atomic_path(csv_out) as tmp:
-        card.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(card, csv_out)
     with atomic_path(md_out) as tmp:
         Path(tmp).write_text(markdown(card, "Reproduction scorecard"))

@@ -23,6 +23,7 @@ from pipeline_lib.config import (
     schema_error_line,
 )
 from pipeline_lib import layout
+from pipeline_lib.claims import TABLE_KINDS
 from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import local_path
 from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class

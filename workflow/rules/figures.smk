@@ -15,7 +15,7 @@ rule aggregate_metrics:
         series=series_labels,
         code=code_version("tables"),
     wildcard_constraints:
-        figure=figures_of("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap"),
+        figure=figures_of(*TABLE_KINDS),
     conda:
         "../envs/pipeline.yaml"
     log:

@@ -64,8 +64,10 @@ def test_labels_of_any_integer_dtype_are_read_and_the_class_count_spans_both_spl
 
 def test_object_arrays_are_refused_not_unpickled(tmp_path):
     a = arrays()
-    a["y_train"] = np.array([object()] * 20, dtype=object)
     with pytest.raises(ArtifactError, match="object arrays"):
+        load_source(write(tmp_path / "extra.npz", **a, extra=np.array([object()] * 2, dtype=object)), "unused")
+    a["y_train"] = np.array([object()] * 20, dtype=object)
+    with pytest.raises(ArtifactError, match="'y_train' has dtype object"):  # refused from its header
         load_source(write(tmp_path / "evil.npz", **a), "unused")
 
 

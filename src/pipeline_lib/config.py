@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,111 @@ class ConfigError(ValueError):
     """A config value is wrong; the message names the key."""
 
 
-def check_yaml(path: str | Path) -> None:
-    """Raise naming the file and line when a config file is missing or is not valid YAML."""
+# YAML a config may hold: aliases are welcome (config.yaml shares recipe blocks), but never a document that expands
+# beyond this many nodes (an alias bomb) nor a file beyond this many bytes
+MAX_YAML_NODES = 200_000
+MAX_YAML_BYTES = 10_000_000
+# longest one-line error: a value echoed in full could be a whole expanded config
+MAX_ERROR_CHARS = 300
+
+
+def _line(node: yaml.Node) -> int:
+    """The 1-based line a YAML node starts on."""
+    return node.start_mark.line + 1
+
+
+def _expanded_size(root: yaml.Node, where: str) -> int:
+    """Nodes of a composed YAML document with every alias expanded, counted without expanding any, refusing
+    recursive aliases and stopping as soon as the count passes MAX_YAML_NODES."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(f"{where}, line {_line(node)}: expands to more than {MAX_YAML_NODES} values "
+                                  "through its aliases, refused")
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError(f"{where}, line {_line(node)}: a recursive alias, refused")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (merge keys `<<` may be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping, after checking its own keys are distinct."""
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"{self.name}, line {_line(key_node)}: key '{key}' given twice in one block (first "
+                                  f"on line {_line(seen[key])}; YAML would silently keep the last)")
+            seen[key] = key_node
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A config file's contents; any problem (unreadable, not UTF-8, a NUL byte, invalid YAML, a duplicate key,
+    an alias bomb) raises ConfigError naming the file and line."""
     try:
-        yaml.safe_load(Path(path).read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES} bytes, refused as a config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 (byte {raw[e.start]:#04x}); save the file as UTF-8") from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise ConfigError(f"{path}, line {line}: holds a NUL byte")
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, str(path))
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def check_yaml(path: str | Path) -> None:
+    """Raise naming the file and line when a config file is missing or is not valid, unambiguous YAML."""
+    load_yaml(path)
+
+
+def check_finite(obj: Any, key: str = "") -> None:
+    """Raise naming the key of the first number that is not finite (.nan, .inf): JSON Schema's bounds let it by."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"config key '{key or '<top level>'}': {obj} is not a finite number")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        check_finite(v, f"{key}.{k}" if key else str(k))
 
 
 def schema_error_line(err: Any) -> str:
@@ -61,7 +157,10 @@ def schema_error_line(err: Any) -> str:
         if len(kinds) == 1:
             err = own_kind[0]
     path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-    return f"config key '{path}': {err.message}"
+    message = " ".join(err.message.split())
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + "... (value shortened)"
+    return f"config key '{path}': {message}"
 
 
 def _known(config: dict[str, Any], key: str, section: str, name: str, what: str) -> None:
@@ -239,6 +338,9 @@ def check_references(config: dict[str, Any]) -> None:
     for name, d in config.get("defences", {}).items():
         if "pretrained" in d:
             _known(config, f"defences.{name}.pretrained", "surrogates", d["pretrained"], "surrogate")
+        if d["method"] == "spectral" and 1.5 * d["eps"] >= 1:
+            raise ConfigError(f"config key 'defences.{name}.eps': {d['eps']} would flag 1.5 x eps of every class, that "
+                              "is all of it, leaving nothing to train on (the assumed poisoned share is below 2/3)")
         if d.get("microbatches") and d["lot_size"] % d["microbatches"]:
             raise ConfigError(f"config key 'defences.{name}.microbatches': {d['microbatches']} does not divide "
                               f"lot_size {d['lot_size']}")

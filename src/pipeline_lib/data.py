@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import zipfile
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .artifacts import ArtifactError, load_npz, save_npz
+from .artifacts import ArtifactError, load_npz, npz_headers, readable_file, save_npz
 
 # CIFAR-100 fine label -> one of its 20 coarse superclasses (the dataset's published grouping).
 CIFAR100_COARSE = np.array([
@@ -28,6 +28,11 @@ CIFAR100_SUPERCLASSES = [
     "vehicles_1", "vehicles_2",
 ]
 NPZ_ARRAYS = {"x_train": "u", "y_train": "iu", "x_test": "u", "y_test": "iu"}
+# sanity caps on an archive, checked from its array headers before anything is decompressed: ImageNet-21k has 14M
+# images in 21,841 classes; a label or a header beyond these is a broken or hostile file
+MAX_IMAGES = 20_000_000
+MAX_CLASSES = 100_000
+MAX_IMAGE_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -123,22 +128,53 @@ def load_mnist(root: Path) -> Dataset:
                         te.targets.numpy(), [str(i) for i in range(10)])
 
 
-def _class_names(z: dict[str, np.ndarray]) -> list[str]:
-    """An archive's `classes` array, else 0..k for the largest label of either split."""
+def _class_names(z: dict[str, np.ndarray], origin: str) -> list[str]:
+    """An archive's `classes` array, else 0..k for the largest label of either split (at most MAX_CLASSES)."""
     if "classes" in z:
         return [str(c) for c in z["classes"]]
-    top = max((int(z[k].astype(np.int64).max()) for k in ("y_train", "y_test") if z[k].size), default=-1)
+    top = max((int(z[k].max()) for k in ("y_train", "y_test") if z[k].size), default=-1)
+    if top >= MAX_CLASSES:
+        raise ArtifactError(f"{origin}: label {top} implies more than {MAX_CLASSES} classes; give class names in a "
+                            "'classes' array and labels 0..len(classes)-1")
     return [str(i) for i in range(top + 1)]
+
+
+def check_npz_headers(path: Path) -> None:
+    """Refuse, from the array headers alone, an archive whose arrays are missing, of the wrong kind or beyond the
+    sanity caps, or whose label and image counts differ: nothing is decompressed before this passes."""
+    headers = npz_headers(path)
+    for name, kind in NPZ_ARRAYS.items():
+        if name not in headers:
+            raise ArtifactError(f"{path}: missing array '{name}' (has: {', '.join(sorted(headers)) or 'none'})")
+        shape, dtype = headers[name]
+        if dtype.kind not in kind or dtype.itemsize > 8:
+            raise ArtifactError(f"{path}: array '{name}' has dtype {dtype}, expected kind '{kind}'")
+        if shape and shape[0] > MAX_IMAGES:
+            raise ArtifactError(f"{path}: array '{name}' has {shape[0]} rows, more than the {MAX_IMAGES} allowed")
+    for split in ("train", "test"):
+        (xs, _), (ys, _) = headers[f"x_{split}"], headers[f"y_{split}"]
+        if len(ys) != 1 or not xs or ys[0] != xs[0]:
+            raise ArtifactError(f"{path}: y_{split} has shape {ys}, expected ({xs[0] if xs else '?'},) to match "
+                                f"x_{split} {xs}")
+        if len(xs) not in (3, 4) or max(xs[1:3]) > MAX_IMAGE_SIDE or (len(xs) == 4 and xs[3] not in (1, 3)):
+            raise ArtifactError(f"{path}: x_{split} has shape {xs}, expected (N, H, W) or (N, H, W, C) with C in "
+                                f"(1, 3) and sides of at most {MAX_IMAGE_SIDE}")
+    if "classes" in headers:
+        shape, dtype = headers["classes"]
+        if len(shape) != 1 or shape[0] > MAX_CLASSES or dtype.kind not in "U" or dtype.itemsize > 4 * 256:
+            raise ArtifactError(f"{path}: array 'classes' has shape {shape} and dtype {dtype}, expected at most "
+                                f"{MAX_CLASSES} names of at most 256 characters")
 
 
 def load_local_npz(path: Path) -> Dataset:
     """A local archive with x_train, y_train, x_test, y_test (and optionally class names in `classes`)."""
+    check_npz_headers(path)
     z = load_npz(path, NPZ_ARRAYS)
     for split in ("train", "test"):  # refuse, never wrap, images that do not fit 8 bits
         if z[f"x_{split}"].dtype != np.uint8:
             raise ArtifactError(f"{path}: array 'x_{split}' has dtype {z[f'x_{split}'].dtype}, expected uint8 "
                                 "(0..255); rescale the images to 8 bits first")
-    classes = _class_names(z)
+    classes = _class_names(z, str(path))
     for split in ("train", "test"):
         if z[f"x_{split}"].ndim == 3:  # grayscale without channel axis
             z[f"x_{split}"] = z[f"x_{split}"][..., None]
@@ -168,29 +204,29 @@ REGISTRY_INFO = {"digits": (10, (8, 8, 1)), "mnist": (10, (28, 28, 1)), "cifar10
                  "cifar100": (100, (32, 32, 3)), "cifar100_coarse": (20, (32, 32, 3))}
 
 
-def _npz_shape(path: Path, name: str) -> tuple[int, ...]:
-    """The shape of one array of an npz archive, from its header alone (no decompression of the data)."""
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as f:
-            major, _ = np.lib.format.read_magic(f)
-            header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, _ = header(f)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ArtifactError(f"{path}: cannot read the shape of '{name}' ({e})") from None
-    return shape
-
-
 def describe(source: str) -> SourceInfo:
-    """Class count, image shape and class sizes of a source (an npz archive's labels and headers are read)."""
+    """Class count, image shape and class sizes of a source (an npz archive's headers, then its labels, are read)."""
     path = local_path(source)
     if path is None:
         n, shape = REGISTRY_INFO[source]
-        return SourceInfo(n, shape, None)
+        return SourceInfo(n, shape, registry_train_counts(source))
+    check_npz_headers(path)
     z = load_npz(path, {"y_train": "iu", "y_test": "iu"}, only={"y_train", "y_test", "classes"})
-    n = len(_class_names(z))
-    shape = _npz_shape(path, "x_train")
-    counts = np.bincount(z["y_train"].astype(np.int64).clip(0), minlength=n)[:n]
+    n = len(_class_names(z, str(path)))
+    for split in ("train", "test"):
+        y = z[f"y_{split}"]
+        if y.size and (y.min() < 0 or y.max() >= n):
+            raise ArtifactError(f"{path}: y_{split} has labels outside 0..{n - 1}")
+    shape = npz_headers(path)["x_train"][0]
+    counts = np.bincount(z["y_train"].astype(np.int64), minlength=n)
     return SourceInfo(n, tuple(shape[1:]) + ((1,) if len(shape) == 3 else ()), tuple(int(c) for c in counts))
+
+
+def registry_train_counts(source: str) -> tuple[int, ...] | None:
+    """Training images per class of a registry source known without a download: the bundled digits' split."""
+    if source != "digits":
+        return None
+    return tuple(int(c) for c in np.bincount(load_digits(Path()).y_train, minlength=10))
 
 
 def local_path(source: str) -> Path | None:
@@ -206,6 +242,29 @@ def load_source(source: str, data_root: str | Path) -> Dataset:
     if source not in DATASETS:
         raise ArtifactError(f"unknown dataset source '{source}'; known: {', '.join(DATASETS)} or npz:<path>")
     return validate(DATASETS[source](Path(data_root)), source)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_planned(source: str, data_root: str | Path, sha256: str | None) -> Dataset:
+    """load_source, refusing a local archive whose bytes are no longer those planning hashed (before or after the
+    read), so a file swapped after planning never trains anything."""
+    path = local_path(source)
+    if path is None or sha256 is None:
+        return load_source(source, data_root)
+
+    def check() -> None:
+        if file_sha256(readable_file(path)) != sha256:
+            raise ArtifactError(f"{path}: changed since the workflow was planned (its SHA-256 differs); "
+                                "run snakemake again to plan with the new file")
+    check()
+    ds = load_source(source, data_root)
+    check()
+    return ds
 
 
 def with_train_counts(ds: Dataset, counts: list[int] | None) -> Dataset:

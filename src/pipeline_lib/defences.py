@@ -388,6 +388,8 @@ def _sanitised(flag: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], np.
     def defence(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
                 ctx: Context) -> Trained:
         flagged = flag(embeddings(models.load_model(ctx.base), x, device), y, spec, seed)
+        if flagged.all():
+            raise ValueError(f"the defence flagged all {len(y)} training examples, leaving nothing to train on")
         model, info = train(x[~flagged], y[~flagged], nc, recipe, seed, device)
         found = detection(flagged, ctx.poisoned)
         return model, {**info, "defence": {"flagged": found["flagged"], "kept": int((~flagged).sum()),

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from . import devices
-from .artifacts import save_json, save_npz, save_torch
+from .artifacts import load_torch, save_json, save_npz, save_torch
 from .blocks import from_block
 from .data import load_prepared
-from .models import to_float
+from .models import check_shapes, to_float
 from .runlog import Progress
 
 
@@ -151,12 +151,15 @@ def save_generator(path: str | Path, g: Generator) -> None:
 
 
 def load_generator(path: str | Path) -> Generator:
-    """Load a generator without unpickling arbitrary objects."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    s = blob["spec"]
-    g = Generator((s["channels"], s["height"], s["width_px"]), s["latent"], s["width"])
-    g.load_state_dict(blob["state_dict"])
-    return g.eval()
+    """Load a generator without unpickling arbitrary objects; a file that does not fit is refused by name."""
+    def rebuild(blob: dict) -> Generator:
+        s = blob["spec"]
+        args = (int(s["channels"]), int(s["height"]), int(s["width_px"])), int(s["latent"]), int(s["width"])
+        check_shapes(lambda: Generator(*args), blob["state_dict"])
+        g = Generator(*args)
+        g.load_state_dict(blob["state_dict"])
+        return g.eval()
+    return load_torch(path, rebuild)
 
 
 def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import save_torch
+from .artifacts import load_torch, save_torch
 
 
 class InputNorm(nn.Module):
@@ -209,18 +209,31 @@ def save_weights(path: str | Path, arch: Mapping[str, Any], module: nn.Module) -
     save_torch(path, {"arch": dict(arch), "state_dict": state})
 
 
+def check_shapes(make: Callable[[], nn.Module], state: Mapping[str, Any]) -> None:
+    """Raise ValueError unless `state` holds exactly the tensors, in shape, of the module `make` builds; built on the
+    meta device first, so a tampered spec never allocates more memory than the file holds."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    found = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in dict(state).items()}
+    if found != expected:
+        key = next(k for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k))
+        raise ValueError(f"tensor '{key}' has shape {found.get(key)}, its architecture needs {expected.get(key)}")
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Load (arch spec, state dict) without unpickling arbitrary objects."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    return blob["arch"], blob["state_dict"]
+    return load_torch(path, lambda blob: (dict(blob["arch"]), dict(blob["state_dict"])))
 
 
 def load_model(path: str | Path) -> Classifier:
-    """Rebuild a saved model with its weights, in eval mode on the CPU."""
-    arch, state = load_weights(path)
-    model = build(arch)
-    model.load_state_dict(state)
-    return model.eval()
+    """Rebuild a saved model with its weights, in eval mode on the CPU; a file that does not fit is refused by name."""
+    def rebuild(blob: dict[str, Any]) -> Classifier:
+        arch, state = dict(blob["arch"]), blob["state_dict"]
+        check_shapes(lambda: build(arch), state)
+        model = build(arch)
+        model.load_state_dict(state)
+        return model.eval()
+    return load_torch(path, rebuild)
 
 
 @torch.no_grad()

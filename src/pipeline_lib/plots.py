@@ -6,7 +6,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # titles, labels and class names are drawn as written, never as TeX
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -217,6 +219,7 @@ def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], titl
     first = scores[0]
     ax.plot(n, n * first["poisoned"].mean(), color="grey", ls=":", label="inspecting at random")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # plain numbers: the log scale's 10^k labels need math text
     ax.set_xlabel("training examples inspected, lowest label probability first")
     ax.set_ylabel("poisoned examples found")
     ax.set_title(title, fontsize=10)

@@ -2,6 +2,7 @@
 line."""
 from __future__ import annotations
 
+import io
 import sys
 import time
 import traceback
@@ -10,23 +11,48 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 
+class _LogFile(io.TextIOWrapper):
+    """A line-buffered text log whose write errors (a full disk) name the log file."""
+
+    def write(self, text: str) -> int:
+        """Write, naming this file in any error."""
+        try:
+            return super().write(text)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.buffer.name) from None
+
+
+def error_line(e: BaseException) -> str:
+    """`error: <type>: <message>` on one line (a multi-line message joined), at most 500 characters."""
+    text = " ".join(str(e).split())
+    return f"error: {type(e).__name__}: {text[:500] + '...' if len(text) > 500 else text}"
+
+
 @contextmanager
 def job_log(path: str | Path) -> Iterator[None]:
     """Send the job's output to `path`; on failure log the traceback and end both the log and stderr with
-    one `error:` line."""
+    one `error:` line (which says so when the log itself could not be written)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     real_stderr = sys.stderr
-    with open(path, "w") as log, redirect_stdout(log), redirect_stderr(log):
-        try:
+    log = _LogFile(open(path, "wb"), encoding="utf-8", line_buffering=True)
+    try:
+        with redirect_stdout(log), redirect_stderr(log):
             yield
-        except Exception as e:
-            line = f"error: {type(e).__name__}: {e} (details in {path})"
-            traceback.print_exc()
-            print(line)  # the log's last line, so Snakemake's --show-failed-logs output ends with it
-            print(line, file=real_stderr)
-            raise SystemExit(1) from None
-
-
+    except Exception as e:
+        line = error_line(e)
+        try:
+            traceback.print_exc(file=log)
+            print(f"{line} (details in {path})", file=log)  # the log's last line, for --show-failed-logs
+            where = f"details in {path}"
+        except OSError as w:
+            where = f"the log {path} could not be written: {w.strerror}"
+        print(f"{line} ({where})", file=real_stderr)
+        raise SystemExit(1) from None
+    finally:
+        try:
+            log.close()
+        except OSError:
+            pass  # a full disk: the error line on stderr has said so
 def _duration(seconds: float) -> str:
     """Seconds as '1h02m', '3m05s' or '12s'."""
     s = round(seconds)

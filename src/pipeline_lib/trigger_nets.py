@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import save_torch
-from .models import batched, to_float
+from .artifacts import load_torch, save_torch
+from .models import batched, check_shapes, to_float
 
 
 def _block(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
@@ -84,9 +84,12 @@ class DynamicTrigger:
     @classmethod
     def load(cls, path: str) -> DynamicTrigger:
         """The inverse of save."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        c, w, levels = int(state["channels"]), int(state["width"]), int(state["levels"])
-        g, m = TriggerNet(c, c, w, levels), TriggerNet(c, 1, w, levels)
-        g.load_state_dict(state["generator"])
-        m.load_state_dict(state["mask"])
-        return cls(g, m)
+        def rebuild(state: dict) -> DynamicTrigger:
+            c, w, levels = int(state["channels"]), int(state["width"]), int(state["levels"])
+            check_shapes(lambda: TriggerNet(c, c, w, levels), state["generator"])
+            check_shapes(lambda: TriggerNet(c, 1, w, levels), state["mask"])
+            g, m = TriggerNet(c, c, w, levels), TriggerNet(c, 1, w, levels)
+            g.load_state_dict(state["generator"])
+            m.load_state_dict(state["mask"])
+            return cls(g, m)
+        return load_torch(path, rebuild)

@@ -1,7 +1,6 @@
 # Config loading and validation, wildcard constraints and the input functions shared by every stage.
 
 import functools
-import hashlib
 import re
 import sys
 
@@ -9,6 +8,7 @@ sys.path.insert(0, f"{workflow.basedir}/src")  # code versions hash this checkou
 
 from pipeline_lib.config import (
     ConfigError,
+    check_finite,
     check_references,
     check_yaml,
     claim_figures,
@@ -25,7 +25,7 @@ from pipeline_lib.config import (
 from pipeline_lib import layout
 from pipeline_lib.claims import TABLE_KINDS
 from pipeline_lib.cohorts import member_name
-from pipeline_lib.data import local_path
+from pipeline_lib.data import file_sha256, local_path
 from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
@@ -39,12 +39,14 @@ def stop(message):
 
 
 # A --configfile (a preset under config/) is a complete config that replaces config.yaml; --config key=value
-# overrides single keys of either.
+# overrides single keys of either. Snakemake has read a --configfile already (one it cannot parse stops it before
+# this line); each file is read again here, strictly: duplicate keys and alias bombs stop the run by file and line.
+try:
+    for path in workflow.overwrite_configfiles or ["config.yaml"]:
+        check_yaml(path)
+except ConfigError as e:
+    stop(f"invalid config: {e}")
 if not workflow.overwrite_configfiles:
-    try:
-        check_yaml("config.yaml")
-    except ConfigError as e:
-        stop(f"invalid config: {e}")
 
     configfile: "config.yaml"
 
@@ -52,6 +54,7 @@ if not workflow.overwrite_configfiles:
 def validated(cfg):
     """The config with schema defaults filled in; a bad key stops the run with one line naming it."""
     try:
+        check_finite(cfg)
         validate(cfg, "../schemas/config.schema.yaml")
         check_references(cfg)
     except WorkflowError as e:
@@ -83,10 +86,12 @@ wildcard_constraints:
 
 
 def link_shell(*pairs):
-    """Shell command putting files from a job's output folder where their consumers read them: hard links (copies
-    across file systems), stamped now so they are newer than the folder; errors to the log. A shell command, as a
-    `run:` block would start a Python process per job."""
-    steps = " && ".join(f"(ln -f {src} {dst} 2>/dev/null || cp {src} {dst}) && touch {dst}" for src, dst in pairs)
+    """Shell command putting files from a job's output folder where their consumers read them: hard links (across
+    file systems a copy, synced to disk under a temporary name and renamed, so never a partial file), stamped now so
+    they are newer than the folder; errors to the log. A shell command, as a `run:` block would start a Python
+    process per job."""
+    steps = " && ".join(f"(ln -f {src} {dst} 2>/dev/null || (cp {src} {dst}.tmp && sync {dst}.tmp && "
+                        f"mv -f {dst}.tmp {dst})) && touch {dst}" for src, dst in pairs)
     return f"({steps}) 2> {{log:q}}"
 
 
@@ -123,8 +128,7 @@ def data_version(dataset):
     path = local_path(spec["source"])
     if path is None or not path.is_file():
         return spec
-    with open(path, "rb") as f:
-        return {**spec, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    return {**spec, "sha256": file_sha256(path)}
 
 
 def figures_of(*kinds):

@@ -10,6 +10,7 @@ rule prepare_data:
         source=dataset_source,
         train_counts=lambda w: config["datasets"][w.dataset].get("train_counts"),
         data_root=config["data_root"],
+        sha256=lambda w: data_version(w.dataset).get("sha256"),
         code=code_version("data"),
     conda:
         "../envs/pipeline.yaml"

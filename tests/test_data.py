@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline_lib.artifacts import ArtifactError
-from pipeline_lib.data import CIFAR100_COARSE, load_prepared, load_source, save_prepared, with_train_counts
+from pipeline_lib.data import CIFAR100_COARSE, describe, load_prepared, load_source, save_prepared, with_train_counts
 
 
 def write(path, **arrays):
@@ -23,6 +23,12 @@ def test_digits_are_split_deterministically_and_stratified():
     assert np.array_equal(a.x_train, b.x_train) and a.x_train.dtype == np.uint8 and a.x_train.max() == 255
     share = np.bincount(a.y_test) / (np.bincount(a.y_test) + np.bincount(a.y_train))
     assert np.abs(share - 0.25).max() < 0.01
+
+
+def test_planning_knows_the_digits_class_sizes_the_split_makes():
+    info = describe("digits")
+    assert info.train_counts == tuple(np.bincount(load_source("digits", "unused").y_train))
+    assert info.image_shape == (8, 8, 1) and info.num_classes == 10
 
 
 def test_local_npz_round_trips_through_the_prepared_artifact(tmp_path):

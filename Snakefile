@@ -46,5 +46,5 @@ rule all:
     input:
         expand(layout.FIGURE, figure=config["figures"]),
         layout.ALL_VICTIMS,
-        [layout.SCORECARD, layout.SCORECARD_MD] if config["claims"] else [],
+        [layout.SCORECARD, layout.SCORECARD_MD, layout.SCORECARD_FIGURE] if config["claims"] else [],
     default_target: True

@@ -1,68 +1,159 @@
-"""The reproduction scorecard: a claim holds only when the figures' tables bear it out."""
+"""The reproduction scorecard: a claim holds only when the figures' tables show it beyond the noise of what was
+measured, fails when they show the opposite, and is inconclusive otherwise."""
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import beta
 
+from pipeline_lib.activations import separation
 from pipeline_lib.claims import ClaimError, judge, markdown, scorecard, write_scorecard
+from pipeline_lib.filtering import filtering_table
 
-TABLES = {
-    "fig3-2": pd.DataFrame({"series": [None] * 4, "target": [0, 1, 0, 1], "amount": ["p0.25", "p0.25", "p1", "p1"],
-                            "asr_labelled": [0.1, 0.6, 0.3, 0.9]}),
-    "fig5-1": pd.DataFrame({"series": ["noise 0", "noise 0", "noise 1", "noise 1"], "amount": ["n150", "n1500"] * 2,
-                            "asr_classified": [0.5, 0.92, 0.1, 0.2], "defence": ["dp_0", "dp_0", "dp_1", "dp_1"]}),
-}
+
+def rates(series, values, n=400, **columns):
+    """Table rows of one series: each value a rate measured on n test images."""
+    hits = np.round(np.asarray(values) * n).astype(int)
+    return pd.DataFrame({"series": series, "target": range(len(values)), "seed": 0, "amount": "n50",
+                         "asr_labelled": hits / n, "asr_labelled_hits": hits, "asr_labelled_n": n, **columns})
+
+
+def asr(series, **kw):
+    return {"figure": "f", "metric": "asr_labelled", "series": series, **kw}
 
 
 def claim(**kw):
-    return {"source": "004 thesis, Figure 5-1", **kw}
+    return {"source": "004 thesis, Figure 3-8", **kw}
 
 
-def test_a_reported_number_holds_within_its_tolerance_and_a_false_one_does_not():
-    measured = {"figure": "fig5-1", "metric": "asr_classified", "series": "noise 1", "where": {"amount": "n1500"}}
-    true = judge("true", claim(reported=0.20, tolerance=0.05, measured=measured), TABLES)
-    false = judge("false", claim(reported=0.92, tolerance=0.05, measured=measured), TABLES)
-    assert true["measured"] == pytest.approx(0.2) and true["holds"]
-    assert false["measured"] == pytest.approx(0.2) and not false["holds"]
+def test_one_victims_rate_has_the_jeffreys_interval_of_its_test_images():
+    table = rates("a", [0.3], n=200)
+    row = judge("one", claim(at_least=0.1, measured=asr("a")), {"f": table})
+    exact = beta.ppf([0.025, 0.975], 60 + 0.5, 140 + 0.5)  # 60 hits of 200, Jeffreys prior
+    assert row["measured"] == pytest.approx(0.3)
+    assert (row["measured_low"], row["measured_high"]) == pytest.approx(tuple(exact), abs=0.004)
+    assert row["verdict"] == "holds" and row["rows"] == 1 and row["seeds"] == 1
 
 
-def test_an_ordering_compares_two_measures_and_reports_both():
-    noise = lambda s: {"figure": "fig5-1", "metric": "asr_classified", "series": s}  # noqa: E731
-    below = judge("dp", claim(measured=noise("noise 1"), below=noise("noise 0")), TABLES)
-    above = judge("dp", claim(measured=noise("noise 1"), above=noise("noise 0")), TABLES)
-    assert (below["measured"], below["compared"]) == pytest.approx((0.15, 0.71))
-    assert below["holds"] and not above["holds"]
-    assert "fig5-1 asr_classified, mean, series noise 1 below fig5-1" in below["judged_by"]
+def test_a_reported_number_holds_inside_its_band_fails_outside_and_is_inconclusive_across_it():
+    tables = {"f": rates("a", [0.20], n=2000)}
+    verdicts = {reported: judge("x", claim(reported=reported, tolerance=0.05, measured=asr("a")), tables)["verdict"]
+                for reported in (0.20, 0.40, 0.25)}
+    assert verdicts == {0.20: "holds", 0.40: "fails", 0.25: "inconclusive"}  # 0.25 - 0.05 = 0.20: on the edge
 
 
-def test_counts_above_a_threshold_and_bounds():
-    count = {"figure": "fig3-2", "metric": "asr_labelled", "where": {"amount": "p0.25"}, "aggregate": "count_above",
-             "threshold": 0.5}
-    assert judge("one", claim(reported=1, tolerance=0, measured=count), TABLES)["holds"]
-    worst = {"figure": "fig3-2", "metric": "asr_labelled", "where": {"amount": ["p0.25", "p1"], "target": 1},
-             "aggregate": "min"}
-    assert judge("min", claim(at_least=0.6, measured=worst), TABLES)["holds"]
-    assert not judge("min", claim(at_least=0.61, measured=worst), TABLES)["holds"]
-    assert judge("min", claim(at_most=0.6, measured=worst), TABLES)["reported"] == 0.6
+def test_bounds_are_one_sided():
+    tables = {"f": rates("a", [0.79], n=2000)}
+    assert judge("x", claim(at_most=0.80, measured=asr("a")), tables)["verdict"] == "inconclusive"  # "just under 80%"
+    assert judge("x", claim(at_most=0.85, measured=asr("a")), tables)["verdict"] == "holds"
+    assert judge("x", claim(at_least=0.85, measured=asr("a")), tables)["verdict"] == "fails"
+
+
+def test_an_ordering_within_noise_is_inconclusive_and_a_clear_one_holds_or_fails():
+    near = {"f": pd.concat([rates("a", [0.265] * 10), rates("b", [0.268] * 10)])}  # the demo's black/white box
+    far = {"f": pd.concat([rates("a", [0.13] * 10), rates("b", [1.0] * 10)])}      # the demo's DP-SGD
+    assert judge("x", claim(measured=asr("a"), below=asr("b")), near)["verdict"] == "inconclusive"
+    clear = judge("x", claim(measured=asr("a"), below=asr("b")), far)
+    assert clear["verdict"] == "holds" and clear["statistic"] == pytest.approx(0.87)
+    assert clear["statistic_low"] > 0.8 and clear["compared"] == pytest.approx(1.0)
+    assert judge("x", claim(measured=asr("a"), above=asr("b")), far)["verdict"] == "fails"
+
+
+def test_substantially_needs_the_difference_beyond_its_margin():
+    tables = {"f": pd.concat([rates("a", [0.60] * 10), rates("b", [0.50] * 10)])}
+    assert judge("x", claim(measured=asr("a"), above=asr("b")), tables)["verdict"] == "holds"
+    row = judge("x", claim(measured=asr("a"), above=asr("b"), by_at_least=0.3), tables)
+    assert row["verdict"] == "fails" and row["criterion"] == "difference > 0.3"
+
+
+def test_almost_all_classes_counts_the_classes_on_which_the_ordering_holds():
+    mine = [0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1]  # higher on 8 of 10 targets, far lower on 2
+    tables = {"f": pd.concat([rates("a", mine), rates("b", [0.5] * 10)])}
+    ordering = claim(measured=asr("a"), above=asr("b"), per="target")
+    assert judge("x", {**ordering, "in_at_least": 8}, tables)["verdict"] == "holds"
+    row = judge("x", {**ordering, "in_at_least": 9}, tables)
+    assert row["verdict"] == "fails" and row["statistic"] == 8 and row["levels"] == 10
+    assert judge("x", claim(measured=asr("a"), above=asr("b")), tables)["verdict"] == "holds"  # the mean hides it
+
+
+def test_a_trend_holds_when_every_step_is_beyond_noise_and_fails_on_a_clear_step_back():
+    def along_eps(values):
+        return {"f": pd.concat([rates(f"eps {e}", [v] * 10) for e, v in zip((150, 300, 600), values)])}
+    rising = claim(measured=asr(["eps 150", "eps 300", "eps 600"]), trend="increasing", along="series")
+    assert judge("x", rising, along_eps([0.2, 0.4, 0.6]))["verdict"] == "holds"
+    assert judge("x", rising, along_eps([0.2, 0.6, 0.4]))["verdict"] == "fails"
+    assert judge("x", rising, along_eps([0.2, 0.4, 0.401]))["verdict"] == "inconclusive"
+    assert judge("x", {**rising, "trend": "decreasing"}, along_eps([0.6, 0.4, 0.2]))["verdict"] == "holds"
+    assert judge("x", {**rising, "trend": "decreasing"}, along_eps([0.2, 0.4, 0.6]))["verdict"] == "fails"
+
+
+def test_several_seeds_widen_the_interval_by_the_spread_between_them():
+    one = rates("a", [0.5])
+    three = pd.concat([one.assign(seed=s, asr_labelled=v, asr_labelled_hits=int(v * 400))
+                       for s, v in enumerate([0.3, 0.5, 0.7])])
+    narrow = judge("x", claim(at_least=0.1, measured=asr("a")), {"f": one})
+    wide = judge("x", claim(at_least=0.1, measured=asr("a")), {"f": three})
+    assert wide["seeds"] == 3 and wide["measured"] == pytest.approx(0.5)
+    assert wide["measured_high"] - wide["measured_low"] > 3 * (narrow["measured_high"] - narrow["measured_low"])
+
+
+def test_a_metric_without_test_counts_is_taken_as_exact():
+    table = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "silhouette": [0.4]})
+    row = judge("x", claim(at_least=0.3, measured={"figure": "f", "metric": "silhouette"}), {"f": table})
+    assert (row["measured_low"], row["measured_high"], row["verdict"]) == (0.4, 0.4, "holds")
+
+
+def test_filtering_loss_trace_and_tsne_tables_are_scored():
+    probability = np.linspace(0, 1, 100)
+    gu = {"probability": probability, "poisoned": np.arange(100) < 10}           # the 10 lowest are the poisons
+    lc = {"probability": probability, "poisoned": np.arange(100) % 10 == 5}      # spread through the ranking
+    sets = [{"attack": a, "target": 0, "amount": "n10", "seed": 0} for a in ("gu", "lc")]
+    filtering = filtering_table([gu, lc], ["Gu et al.", "label-consistent"], sets)
+    assert filtering["found_among_lowest"].tolist() == [1.0, 0.1]
+    lowest = {"figure": "filter", "metric": "found_among_lowest"}
+    tables = {"filter": filtering}
+    assert judge("x", claim(measured={**lowest, "series": "Gu et al."}, above={**lowest, "series": "label-consistent"}),
+                 tables)["verdict"] == "holds"
+    assert judge("x", claim(measured={**lowest, "series": "label-consistent"}, at_least=0.5),
+                 tables)["verdict"] == "fails"
+
+    rng = np.random.default_rng(0)
+    apart = np.concatenate([rng.normal(0, 1, (50, 8)), rng.normal(6, 1, (10, 8))])
+    mixed = np.concatenate([rng.normal(0, 1, (50, 8)), rng.normal(0, 1, (10, 8))])
+    poisoned = np.arange(60) >= 50
+    assert separation(apart, poisoned)["knn_purity"] > 0.95 and separation(apart, poisoned)["silhouette"] > 0.5
+    assert separation(mixed, poisoned)["silhouette"] < 0.1
+    tsne = pd.DataFrame([{"series": "normal", "seed": 0, **separation(apart, poisoned)},
+                         {"series": "adversarial", "seed": 0, **separation(mixed, poisoned)}])
+    sil = {"figure": "tsne", "metric": "silhouette"}
+    assert judge("x", claim(measured={**sil, "series": "normal"}, above={**sil, "series": "adversarial"}),
+                 {"tsne": tsne})["verdict"] == "holds"
+
+    trace = rates("a", [0.5]).assign(final_loss_poisoned_without_trigger=[2.3], final_loss_poisoned=[0.01])
+    high_loss = claim(measured={"figure": "f", "metric": "final_loss_poisoned_without_trigger"},
+                      above={"figure": "f", "metric": "final_loss_poisoned"})
+    assert judge("x", high_loss, {"f": trace})["verdict"] == "holds"
+    assert judge("x", {**high_loss, "by_at_least": 3.0}, {"f": trace})["verdict"] == "fails"
 
 
 def test_a_measure_selecting_no_rows_is_named_in_one_line():
-    missing = {"figure": "fig5-1", "metric": "asr_classified", "series": "noise 1", "where": {"amount": "n5000"}}
-    with pytest.raises(ClaimError, match=r"^claim 'x': no rows of figure 'fig5-1' have asr_classified where .*n5000"):
-        judge("x", claim(reported=0.2, tolerance=0.05, measured=missing), TABLES)
+    with pytest.raises(ClaimError, match=r"^claim 'x': no rows of figure 'f' have asr_labelled where .*n5000"):
+        judge("x", claim(reported=0.2, tolerance=0.05, measured=asr("a", where={"amount": "n5000"})),
+              {"f": rates("a", [0.2])})
 
 
-def test_the_scorecard_is_written_as_csv_and_a_markdown_table_counting_what_holds(tmp_path):
-    for name, table in TABLES.items():
-        table.to_csv(tmp_path / f"{name}.csv", index=False)
-    claims = {"dp-1": claim(statement="noise 1 gives 20%", reported=0.2, tolerance=0.05,
-                            measured={"figure": "fig5-1", "metric": "asr_classified", "series": "noise 1",
-                                      "where": {"amount": "n1500"}}),
-              "dp-0": claim(reported=0.5, tolerance=0.01,
-                            measured={"figure": "fig5-1", "metric": "asr_classified", "series": "noise 0"})}
-    write_scorecard(claims, {n: tmp_path / f"{n}.csv" for n in TABLES}, tmp_path / "s.csv", tmp_path / "s.md")
+def test_the_scorecard_is_written_as_csv_markdown_and_a_figure_counting_each_verdict(tmp_path):
+    table = pd.concat([rates("a", [0.9] * 10), rates("b", [0.1] * 10)])
+    table.to_csv(tmp_path / "f.csv", index=False)
+    claims = {"holds": claim(statement="a beats b", measured=asr("a"), above=asr("b")),
+              "fails": claim(measured=asr("a"), below=asr("b")),
+              "unsure": claim(reported=0.1, tolerance=0.002, measured=asr("b"))}
+    write_scorecard(claims, {"f": tmp_path / "f.csv"}, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.png")
     card = pd.read_csv(tmp_path / "s.csv")
     assert list(card.columns[:5]) == ["claim", "source", "statement", "reported", "measured"]
-    assert card["holds"].tolist() == [True, False] and card["measured"].tolist() == pytest.approx([0.2, 0.71])
+    assert card["verdict"].tolist() == ["holds", "fails", "inconclusive"]
     md = (tmp_path / "s.md").read_text().splitlines()
-    assert md[2] == "1 of 2 claims hold." and md[6].endswith("| yes |") and md[7].endswith("| no |")
-    assert markdown(scorecard(claims, TABLES), "t") == (tmp_path / "s.md").read_text().replace(
+    assert md[2].startswith("1 hold, 1 fail, 1 inconclusive (of 3 claims)")
+    assert md[6].endswith("| holds |") and md[7].endswith("| fails |") and md[8].endswith("| inconclusive |")
+    assert markdown(scorecard(claims, {"f": table}), "t") == (tmp_path / "s.md").read_text().replace(
         "Reproduction scorecard", "t")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"

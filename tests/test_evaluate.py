@@ -28,3 +28,13 @@ def test_clean_robust_per_class_and_target_class_accuracy():
     assert m["robust_accuracy"] == pytest.approx(1 / 4)
     assert m["per_class_accuracy"] == [0.5, 0.5, 1.0]
     assert m["target_accuracy"] == 0.5 and attack_metrics(Y, CLEAN, TRIGGERED, 2, 3)["target_accuracy"] == 1.0
+
+
+def test_every_rate_records_the_test_images_it_was_measured_on():
+    m = attack_metrics(Y, CLEAN, TRIGGERED, TARGET, 3)
+    assert (m["clean_accuracy_hits"], m["clean_accuracy_n"]) == (4, 6)
+    assert (m["asr_labelled_hits"], m["asr_labelled_n"]) == (3, 4)
+    assert (m["robust_accuracy_hits"], m["robust_accuracy_n"]) == (1, 4)
+    assert (m["target_accuracy_hits"], m["target_accuracy_n"]) == (1, 2)
+    for rate in ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy"):
+        assert m[rate] == m[f"{rate}_hits"] / m[f"{rate}_n"]

@@ -3,6 +3,7 @@ t-SNE (the 001 seed's Figure 5: poisoned images form their own cluster unless th
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import models
@@ -10,6 +11,7 @@ from .attacks import read_poison_set
 from .data import Dataset, load_prepared
 from .defences import embeddings
 from .plots import tsne_panels
+from .tables import write_csv
 
 
 def class_activations(model_path: str, ds: Dataset, poison_path: str, cls: int, max_clean: int,
@@ -34,12 +36,31 @@ def tsne_map(features: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
 
+def separation(features: np.ndarray, poisoned: np.ndarray, neighbours: int = 10) -> dict[str, float]:
+    """How far clean and poisoned activations of one class separate: the silhouette of the two groups (1: apart,
+    0: mixed; scikit-learn, Euclidean) and the k-nearest-neighbour purity (share of each point's `neighbours` nearest
+    others in its own group, averaged; the share of the larger group when they mix)."""
+    from sklearn.metrics import silhouette_score
+    from sklearn.neighbors import NearestNeighbors
+
+    if poisoned.all() or not poisoned.any():
+        return {"silhouette": float("nan"), "knn_purity": float("nan")}
+    k = min(neighbours, len(features) - 1)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)
+    purity = (poisoned[idx[:, 1:]] == poisoned[:, None]).mean()
+    return {"silhouette": float(silhouette_score(features, poisoned.astype(int))), "knn_purity": float(purity)}
+
+
 def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], cls: int,
-              max_clean: int, title: str, out: str) -> None:
-    """One t-SNE panel per victim of a figure, each from its own poisoned training set."""
+              max_clean: int, title: str, out: str, table_out: str, rows: list[dict[str, object]]) -> None:
+    """One t-SNE panel per victim of a figure, each from its own poisoned training set, and a table of how far the
+    clean and poisoned activations separate (one row per victim, described by `rows`)."""
     ds = load_prepared(data_path)
-    maps = []
-    for model_path, poison_path in zip(model_paths, poison_paths):
+    maps, table = [], []
+    for model_path, poison_path, row in zip(model_paths, poison_paths, rows, strict=True):
         feats, poisoned = class_activations(model_path, ds, poison_path, cls, max_clean, seed=0)
         maps.append((tsne_map(feats, seed=0), poisoned))
+        table.append({**row, "clean": int((~poisoned).sum()), "poisoned": int(poisoned.sum()),
+                      **separation(feats, poisoned)})
     tsne_panels(maps, titles, ds.classes[cls], title, out)
+    write_csv(pd.DataFrame(table), table_out)

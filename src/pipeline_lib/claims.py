@@ -1,28 +1,71 @@
-"""The reproduction scorecard: every claim of the config's `claims:` section (a seed's number, or an ordering of two
-of its series) judged against the figures' tables. Torch-free.
+"""The reproduction scorecard: every claim of the config's `claims:` section (a seed's number, a bound, an ordering
+of two of its series, a count over classes or a trend) judged against the figures' tables, with the uncertainty
+of what was measured. Torch-free.
 
 A measure picks rows of one figure's table (its `series`, and `where` column values), takes one `metric` and
-aggregates it (`mean`, `median`, `min`, `max`, or `count_above` a `threshold`). A claim holds when its measure is
-within `tolerance` of the `reported` value, at least / at most the reported bound (`at_least`, `at_most`: "exceeds
-90%"), or lies `above` / `below` another measure.
+aggregates it (`mean`, `median`, `min`, `max`, or `count_above` a `threshold`). Its interval comes from DRAWS
+posterior draws: each victim's rate, measured as hits of n test images, is drawn from its Jeffreys posterior
+Beta(hits + 1/2, n - hits + 1/2) (test-set noise; a metric without counts is taken as exact), and where a cell of the
+grid (all but the seed equal) has several seeds, the seeds are resampled with replacement (training noise). The
+aggregate of each draw gives the measure's distribution; the 2.5% and 97.5% quantiles its 95% interval.
+
+Each claim reduces to one statistic with a criterion, and its verdict is `holds` when the statistic's interval lies
+inside the criterion, `fails` when it lies outside, `inconclusive` otherwise (so a claim never holds by noise):
+- `reported` within `tolerance`: the measure, inside [reported - tolerance, reported + tolerance];
+- `at_least` / `at_most` a bound ("exceeds 90%", "just under 80%"): the measure, on the stated side of the bound;
+- `above` / `below` another measure, `by_at_least` a margin (default 0; "substantially"): the difference, beyond
+  the margin; with `per` a column and `in_at_least` k ("almost all classes"): the number of that column's values
+  (e.g. targets) on which the difference exceeds the margin, at least k;
+- `trend` `increasing` / `decreasing` `along` a column (its values in ascending order, or `series` in the order the
+  measure lists them): the smallest step between consecutive values, beyond 0.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .artifacts import atomic_path
 from .tables import write_csv
 
-TABLE_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap")  # figures with tables
-COLUMNS = ["claim", "source", "statement", "reported", "measured", "judged_by", "compared", "holds"]
+# figures whose table collects their victims' metrics, and all figures with a table a claim can read
+METRICS_TABLE_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap")
+TABLE_KINDS = (*METRICS_TABLE_KINDS, "filtering", "tsne")
+COLUMNS = ["claim", "source", "statement", "reported", "measured", "measured_low", "measured_high", "compared",
+           "compared_low", "compared_high", "statistic", "statistic_low", "statistic_high", "criterion",
+           "criterion_low", "criterion_high", "levels", "judged_by", "verdict", "rows", "seeds"]
+VERDICTS = ("holds", "fails", "inconclusive")
+DRAWS = 10_000
+LEVEL = 0.95
+CELL = ("series", "dataset", "attack", "recipe", "defence", "target", "amount")  # a grid cell: all but the seed
 
 
 class ClaimError(ValueError):
     """A claim whose measure selects no rows of its figure's table."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic's observed value and its draws (DRAWS of them)."""
+
+    value: float
+    draws: np.ndarray
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The central LEVEL interval of the draws."""
+        low, high = np.quantile(self.draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        return float(low), float(high)
+
+
+def _rng(name: str) -> np.random.Generator:
+    """A generator seeded by the claim's name: the same tables give the same intervals."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
 
 
 def _rows(table: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
@@ -36,17 +79,78 @@ def _rows(table: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
     return table[keep]
 
 
-def measure(tables: Mapping[str, pd.DataFrame], spec: Mapping[str, Any], claim: str) -> float:
-    """A measure's value on the figures' tables."""
-    rows = _rows(tables[spec["figure"]], spec)
-    values = pd.to_numeric(rows[spec["metric"]], errors="coerce").dropna()
-    if values.empty:
-        raise ClaimError(f"claim '{claim}': no rows of figure '{spec['figure']}' have {spec['metric']} where "
-                         f"{describe(spec)}")
+def row_draws(rows: pd.DataFrame, metric: str, rng: np.random.Generator) -> np.ndarray:
+    """(DRAWS, rows) draws of each row's metric: Jeffreys-posterior draws where the table has the metric's hits and
+    n, the value itself otherwise; each grid cell's seeds resampled with replacement."""
+    values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(float)
+    hits, n = f"{metric}_hits", f"{metric}_n"
+    if hits in rows and n in rows and rows[[hits, n]].notna().all().all():
+        h, m = rows[hits].to_numpy(float), rows[n].to_numpy(float)
+        draws = rng.beta(h + 0.5, m - h + 0.5, size=(DRAWS, len(rows)))
+    else:
+        draws = np.broadcast_to(values, (DRAWS, len(rows))).copy()
+    cells = [c for c in CELL if c in rows]
+    if "seed" in rows and cells:
+        keys = rows[cells].astype(str).agg("|".join, axis=1).to_numpy()
+        idx = np.broadcast_to(np.arange(len(rows)), (DRAWS, len(rows))).copy()
+        for key in np.unique(keys):
+            members = np.flatnonzero(keys == key)
+            if len(members) > 1:
+                idx[:, members] = members[rng.integers(0, len(members), size=(DRAWS, len(members)))]
+        draws = np.take_along_axis(draws, idx, axis=1)
+    return draws
+
+
+def _aggregate(values: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """The measure's aggregate over the last axis."""
     how = spec.get("aggregate", "mean")
     if how == "count_above":
-        return float((values > spec["threshold"]).sum())
-    return float(getattr(values, how)())
+        return (values > spec["threshold"]).sum(axis=-1).astype(float)
+    return getattr(np, how)(values, axis=-1)
+
+
+def _selected(tables: Mapping[str, pd.DataFrame], spec: Mapping[str, Any], claim: str) -> pd.DataFrame:
+    """A measure's rows with a value of its metric, or a ClaimError naming the claim."""
+    rows = _rows(tables[spec["figure"]], spec)
+    rows = rows[pd.to_numeric(rows[spec["metric"]], errors="coerce").notna()]
+    if rows.empty:
+        raise ClaimError(f"claim '{claim}': no rows of figure '{spec['figure']}' have {spec['metric']} where "
+                         f"{describe(spec)}")
+    return rows
+
+
+def estimate(rows: pd.DataFrame, spec: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
+    """A measure's aggregate over some of its rows, with its draws."""
+    values = pd.to_numeric(rows[spec["metric"]], errors="coerce").to_numpy(float)
+    return Estimate(float(_aggregate(values, spec)), _aggregate(row_draws(rows, spec["metric"], rng), spec))
+
+
+def measure(tables: Mapping[str, pd.DataFrame], spec: Mapping[str, Any], claim: str) -> Estimate:
+    """A measure's value on the figures' tables, with its draws."""
+    return estimate(_selected(tables, spec, claim), spec, _rng(f"{claim}/{describe(spec)}"))
+
+
+def _levels(rows: pd.DataFrame, spec: Mapping[str, Any], column: str) -> list[Any]:
+    """A column's values in order: `series` as the measure lists them, others ascending."""
+    if column == "series" and isinstance(spec.get("series"), list):
+        return [s for s in spec["series"] if s in set(rows["series"])]
+    return sorted(rows[column].dropna().unique())
+
+
+def _by(tables: Mapping[str, pd.DataFrame], spec: Mapping[str, Any], column: str, claim: str,
+        levels: list[Any] | None = None) -> tuple[list[Any], list[Estimate]]:
+    """A measure per value of a column (in `levels` order, or its own)."""
+    rows = _selected(tables, spec, claim)
+    levels = _levels(rows, spec, column) if levels is None else levels
+    rng = _rng(f"{claim}/{describe(spec)}/{column}")
+    out = []
+    for level in levels:
+        part = rows[rows[column] == level]
+        if part.empty:
+            raise ClaimError(f"claim '{claim}': figure '{spec['figure']}' has no {spec['metric']} for {column} "
+                             f"{level} where {describe(spec)}")
+        out.append(estimate(part, spec, rng))
+    return levels, out
 
 
 def describe(spec: Mapping[str, Any]) -> str:
@@ -60,25 +164,90 @@ def describe(spec: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def verdict(interval: tuple[float, float], low: float, high: float, closed: bool = True) -> str:
+    """`holds` when the interval lies inside [low, high] (open ends when not `closed`), `fails` when it lies wholly
+    outside, `inconclusive` when it straddles an end."""
+    a, b = interval
+    inside = (low <= a and b <= high) if closed else (low < a and b < high)
+    outside = b < low or a > high if closed else b <= low or a >= high
+    return "holds" if inside else "fails" if outside else "inconclusive"
+
+
+def _ordering(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], row: dict[str, Any]) -> None:
+    """Judge `above` / `below` (with a margin, per column counts) into the row."""
+    side = "above" if "above" in claim else "below"
+    sign = 1 if side == "above" else -1
+    margin = claim.get("by_at_least", 0.0)
+    first, other = measure(tables, claim["measured"], name), measure(tables, claim[side], name)
+    row.update(measured=first.value, compared=other.value)
+    row["measured_low"], row["measured_high"] = first.interval
+    row["compared_low"], row["compared_high"] = other.interval
+    words = f"{describe(claim['measured'])} {side} {describe(claim[side])}" + (f" by at least {margin:g}"
+                                                                               * bool(margin))
+    if "per" not in claim:
+        diff = Estimate(sign * (first.value - other.value), sign * (first.draws - other.draws))
+        row.update(statistic=diff.value, criterion=f"difference > {margin:g}", criterion_low=margin,
+                   criterion_high=np.inf, judged_by=words)
+        row["statistic_low"], row["statistic_high"] = diff.interval
+        row["verdict"] = verdict(diff.interval, margin, np.inf, closed=False)
+        return
+    column, k = claim["per"], claim["in_at_least"]
+    levels, mine = _by(tables, claim["measured"], column, name)
+    _, theirs = _by(tables, claim[side], column, name, levels)
+    count = Estimate(float(sum(sign * (a.value - b.value) > margin for a, b in zip(mine, theirs))),
+                     sum((sign * (a.draws - b.draws) > margin).astype(float) for a, b in zip(mine, theirs)))
+    row.update(statistic=count.value, criterion=f"{column}s with difference > {margin:g}: at least {k} of "
+               f"{len(levels)}", criterion_low=k, criterion_high=np.inf, levels=len(levels),
+               judged_by=f"{words}, on at least {k} of {len(levels)} {column}s")
+    row["statistic_low"], row["statistic_high"] = count.interval
+    row["verdict"] = verdict(count.interval, k, np.inf)
+
+
+def _trend(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], row: dict[str, Any]) -> None:
+    """Judge a monotone trend into the row: its smallest step must be positive."""
+    column, sign = claim["along"], 1 if claim["trend"] == "increasing" else -1
+    levels, est = _by(tables, claim["measured"], column, name)
+    if len(levels) < 2:
+        raise ClaimError(f"claim '{name}': a trend needs two or more {column} values, figure "
+                         f"'{claim['measured']['figure']}' has {len(levels)}")
+    values = np.array([e.value for e in est])
+    draws = np.stack([e.draws for e in est], axis=1)
+    step = Estimate(float((sign * np.diff(values)).min()), (sign * np.diff(draws, axis=1)).min(axis=1))
+    overall = Estimate(float(values.mean()), draws.mean(axis=1))
+    row.update(measured=overall.value, statistic=step.value, criterion="smallest step > 0", criterion_low=0.0,
+               criterion_high=np.inf,
+               judged_by=f"{describe(claim['measured'])}, {claim['trend']} along {column} "
+                         f"({', '.join(map(str, levels))}): {', '.join(f'{v:.3f}' for v in values)}")
+    row["measured_low"], row["measured_high"] = overall.interval
+    row["statistic_low"], row["statistic_high"] = step.interval
+    row["verdict"] = verdict(step.interval, 0.0, np.inf, closed=False)
+
+
 def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
-    """One scorecard row: the claim, what was measured and whether it holds."""
-    measured = measure(tables, claim["measured"], name)
-    row = {"claim": name, "source": claim["source"], "statement": claim.get("statement", ""),
-           "reported": claim.get("reported"), "measured": measured, "compared": None}
+    """One scorecard row: the claim, what was measured with its interval, and its verdict."""
+    rows = _selected(tables, claim["measured"], name)
+    row: dict[str, Any] = {"claim": name, "source": claim["source"], "statement": claim.get("statement", ""),
+                           "reported": claim.get("reported"), "rows": len(rows),
+                           "seeds": int(rows["seed"].nunique()) if "seed" in rows else 1}
+    if "above" in claim or "below" in claim:
+        _ordering(name, claim, tables, row)
+        return row
+    if "trend" in claim:
+        _trend(name, claim, tables, row)
+        return row
+    est = measure(tables, claim["measured"], name)
+    row.update(measured=est.value, statistic=est.value)
+    row["measured_low"], row["measured_high"] = row["statistic_low"], row["statistic_high"] = est.interval
     if "tolerance" in claim:
-        row["judged_by"] = f"within {claim['tolerance']:g} of the reported value ({describe(claim['measured'])})"
-        row["holds"] = abs(measured - claim["reported"]) <= claim["tolerance"]
-    elif "at_least" in claim or "at_most" in claim:
-        bound = "at_least" if "at_least" in claim else "at_most"
-        row["reported"] = claim[bound]
-        row["judged_by"] = f"{bound.replace('_', ' ')} the reported value ({describe(claim['measured'])})"
-        row["holds"] = measured >= claim[bound] if bound == "at_least" else measured <= claim[bound]
+        low, high = claim["reported"] - claim["tolerance"], claim["reported"] + claim["tolerance"]
+        row.update(criterion=f"in [{low:g}, {high:g}]", judged_by=f"within {claim['tolerance']:g} of the reported "
+                   f"value ({describe(claim['measured'])})")
     else:
-        side = "above" if "above" in claim else "below"
-        other = measure(tables, claim[side], name)
-        row["judged_by"] = f"{describe(claim['measured'])} {side} {describe(claim[side])}"
-        row["compared"] = other
-        row["holds"] = measured > other if side == "above" else measured < other
+        bound = "at_least" if "at_least" in claim else "at_most"
+        low, high = (claim[bound], np.inf) if bound == "at_least" else (-np.inf, claim[bound])
+        row.update(reported=claim[bound], criterion=f"{bound.replace('_', ' ')} {claim[bound]:g}",
+                   judged_by=f"{bound.replace('_', ' ')} the reported value ({describe(claim['measured'])})")
+    row.update(criterion_low=low, criterion_high=high, verdict=verdict(est.interval, low, high))
     return row
 
 
@@ -94,22 +263,39 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "/")
 
 
+def _interval(value: Any, low: Any, high: Any) -> str:
+    """'0.123 [0.100, 0.150]', or nothing."""
+    return "" if _cell(value) == "" else f"{_cell(value)} [{_cell(low)}, {_cell(high)}]"
+
+
+def counts(card: pd.DataFrame) -> str:
+    """'3 hold, 1 fails, 2 inconclusive (of 6 claims)'."""
+    n = card["verdict"].value_counts()
+    return (f"{n.get('holds', 0)} hold, {n.get('fails', 0)} fail, {n.get('inconclusive', 0)} inconclusive "
+            f"(of {len(card)} claims)")
+
+
 def markdown(card: pd.DataFrame, title: str) -> str:
-    """The scorecard as a markdown table under a heading with the count of claims that hold."""
-    held = int(card["holds"].sum())
-    lines = [f"# {title}", "", f"{held} of {len(card)} claims hold.", "",
-             "| claim | source | statement | reported | measured | compared | judged by | holds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.claim} | {_cell(r.source)} | {_cell(r.statement)} | {_cell(r.reported)} | {_cell(r.measured)} | "
-              f"{_cell(r.compared)} | {_cell(r.judged_by)} | {'yes' if r.holds else 'no'} |"
+    """The scorecard as a markdown table under a heading with the count of each verdict."""
+    lines = [f"# {title}", "", f"{counts(card)}; intervals are 95% (see the README, 'Which claims held').", "",
+             "| claim | source | statement | reported | measured [95%] | compared [95%] | criterion | statistic [95%] "
+             "| judged by | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.claim} | {_cell(r.source)} | {_cell(r.statement)} | {_cell(r.reported)} | "
+              f"{_interval(r.measured, r.measured_low, r.measured_high)} | "
+              f"{_interval(r.compared, r.compared_low, r.compared_high)} | {_cell(r.criterion)} | "
+              f"{_interval(r.statistic, r.statistic_low, r.statistic_high)} | {_cell(r.judged_by)} | {r.verdict} |"
               for r in card.itertuples()]
     return "\n".join(lines) + "\n"
 
 
 def write_scorecard(claims: Mapping[str, Mapping[str, Any]], tables: Mapping[str, str | Path], csv_out: str,
-                    md_out: str) -> None:
-    """Judge every claim on the figures' CSV tables; write the scorecard as CSV and markdown, atomically."""
+                    md_out: str, png_out: str) -> None:
+    """Judge every claim on the figures' CSV tables; write the scorecard as CSV, markdown and a figure, atomically."""
+    from .plots import scorecard_figure
+
     card = scorecard(claims, {fig: pd.read_csv(path) for fig, path in tables.items()})
     write_csv(card, csv_out)
     with atomic_path(md_out) as tmp:
         Path(tmp).write_text(markdown(card, "Reproduction scorecard"))
+    scorecard_figure(card, f"Reproduction scorecard: {counts(card)}", png_out)

@@ -14,7 +14,9 @@ from .claims import TABLE_KINDS
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
 from .layout import NEEDS_BASE, Amount, Poisoned, Victim
-from .tables import COLUMNS as TABLE_COLUMNS
+from .tables import COLUMNS, FILTERING_COLUMNS, TSNE_COLUMNS
+
+TABLE_COLUMNS = {*COLUMNS, *FILTERING_COLUMNS, *TSNE_COLUMNS}  # every column a claim may select rows by
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
@@ -400,11 +402,22 @@ def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> No
 
 
 def check_claims(config: dict[str, Any]) -> None:
-    """Every claim measures figures that exist and have tables, with their own series and columns."""
+    """Every claim measures figures that exist and have tables, with their own series and columns; margins and
+    counts go with orderings, trends run along a table column; no figure takes the scorecard's name."""
+    if config.get("claims") and "scorecard" in config["figures"]:
+        raise ConfigError("config key 'figures.scorecard': the name is the scorecard figure's; rename the figure")
     for name, claim in config.get("claims", {}).items():
         for part in ("measured", "above", "below"):
             if part in claim:
                 _check_measure(config, f"claims.{name}.{part}", claim[part])
+        ordering = "above" in claim or "below" in claim
+        for key in ("by_at_least", "per"):
+            if key in claim and not ordering:
+                raise ConfigError(f"config key 'claims.{name}.{key}': only an ordering (above / below) takes it")
+        for key in ("per", "along"):
+            if key in claim and claim[key] not in TABLE_COLUMNS:
+                raise ConfigError(f"config key 'claims.{name}.{key}': '{claim[key]}' is not a column of the figure "
+                                  "tables")
 
 
 def claim_figures(config: dict[str, Any]) -> list[str]:

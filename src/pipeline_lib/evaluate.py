@@ -22,7 +22,8 @@ def _rate(hits: np.ndarray) -> float:
 
 def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.ndarray,
                    target: int, num_classes: int) -> dict[str, object]:
-    """All metrics from labels and the predictions on clean and triggered test images.
+    """All metrics from labels and the predictions on clean and triggered test images, each rate with the counts it
+    was measured on (`<rate>_hits` of `<rate>_n` test images: the scorecard's intervals need them).
 
     asr_labelled:    share of images *labelled* other than the target classified as the target
                      once triggered (the thesis's first definition, used in chapters 2-4);
@@ -33,15 +34,18 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
     """
     not_target = y != target
     not_pred_target = clean_pred != target
-    per_class = [_rate(clean_pred[y == c] == c) for c in range(num_classes)]
-    return {
-        "clean_accuracy": _rate(clean_pred == y),
-        "asr_labelled": _rate(triggered_pred[not_target] == target),
-        "asr_classified": _rate(triggered_pred[not_pred_target] == target),
-        "robust_accuracy": _rate(triggered_pred[not_target] == y[not_target]),
-        "target_accuracy": per_class[target],
-        "per_class_accuracy": per_class,
+    outcomes = {
+        "clean_accuracy": clean_pred == y,
+        "asr_labelled": triggered_pred[not_target] == target,
+        "asr_classified": triggered_pred[not_pred_target] == target,
+        "robust_accuracy": triggered_pred[not_target] == y[not_target],
+        "target_accuracy": clean_pred[y == target] == target,
     }
+    metrics: dict[str, object] = {}
+    for name, hits in outcomes.items():
+        metrics |= {name: _rate(hits), f"{name}_hits": int(hits.sum()), f"{name}_n": int(hits.size)}
+    metrics["per_class_accuracy"] = [_rate(clean_pred[y == c] == c) for c in range(num_classes)]
+    return metrics
 
 
 def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str], members: list[dict[str, Any]],
@@ -75,4 +79,13 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                 "fraction_of_train": poison["count"] / poison["train_size"],
                 "train_seconds": log["seconds"], "device": log["device"],
                 **log.get("defence", {}),  # what the defence measured: epsilon, isolation or detection precision
+                **final_losses(log.get("loss_trace", [])),
             })
+
+
+def final_losses(trace: list[dict[str, Any]]) -> dict[str, float]:
+    """The median training loss of each traced group (poisoned, poisoned_without_trigger, all) at the end of
+    training (thesis Figure 4-1), as `final_loss_<group>`; nothing when the recipe traced no losses."""
+    if not trace:
+        return {}
+    return {f"final_loss_{group}": q["median"] for group, q in trace[-1].items() if group != "step"}

@@ -11,6 +11,7 @@ from .attacks import read_poison_set
 from .data import load_prepared
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 
@@ -27,6 +28,21 @@ def poisoned_among_lowest(prob: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
     """found[k] = number of poisoned examples among the k+1 examples of lowest label probability."""
     order = np.argsort(prob, kind="stable")
     return np.cumsum(poisoned[order])
+
+
+def filtering_table(scores: list[dict[str, np.ndarray]], series: list[str],
+                    sets: list[dict[str, object]]) -> pd.DataFrame:
+    """One row per scored poison set: how many of its p poisons are among the p examples of lowest label probability
+    (`found_among_lowest`, with its hits and n: the thesis's Figure 3-1 in one number)."""
+    import pandas as pd
+
+    rows = []
+    for s, label, meta in zip(scores, series, sets, strict=True):
+        p = int(s["poisoned"].sum())
+        found = int(poisoned_among_lowest(s["probability"], s["poisoned"])[p - 1]) if p else 0
+        rows.append({"series": label, **meta, "poisoned": p, "found_among_lowest": found / p if p else float("nan"),
+                     "found_among_lowest_hits": found, "found_among_lowest_n": p})
+    return pd.DataFrame(rows)
 
 
 def score_training_set(data_path: str, poison_path: str, filter_path: str, out: str) -> None:

@@ -26,6 +26,7 @@ FIGURE = "results/figures/{figure}.png"
 ALL_VICTIMS = "results/tables/all_victims.csv"
 SCORECARD = "results/tables/scorecard.csv"
 SCORECARD_MD = "results/tables/scorecard.md"
+SCORECARD_FIGURE = "results/figures/scorecard.png"
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 

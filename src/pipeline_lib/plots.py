@@ -241,3 +241,35 @@ def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], cl
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path, rect=(0, 0.06, 1, 1))
+
+
+VERDICT_COLOURS = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "tab:orange"}
+
+
+def scorecard_figure(card: pd.DataFrame, title: str, path: str | Path) -> None:
+    """One row per claim, grouped by seed: the criterion as a grey band, the judged statistic (the measure, the
+    difference of an ordering, the share of classes of a count, the smallest step of a trend) with its 95%
+    interval, coloured by verdict."""
+    card = card.assign(seed_doc=card["source"].str.split().str[0].fillna(""))
+    order = list(dict.fromkeys(card["seed_doc"]))
+    card = card.sort_values("seed_doc", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+    scale = card["levels"].fillna(1).to_numpy(float)
+    stat = card[["statistic", "statistic_low", "statistic_high"]].to_numpy(float) / scale[:, None]
+    band = card[["criterion_low", "criterion_high"]].to_numpy(float) / scale[:, None]
+    finite = np.concatenate([stat[np.isfinite(stat)], band[np.isfinite(band)], [-0.05, 1.05]])
+    lo, hi = finite.min() - 0.05, finite.max() + 0.05
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * len(card)))
+    y = np.arange(len(card))[::-1]
+    for yi, (a, b) in zip(y, band):
+        ax.barh(yi, min(b, hi) - max(a, lo), left=max(a, lo), height=0.6, color="0.88", zorder=1)
+    colours = card["verdict"].map(VERDICT_COLOURS).tolist()
+    ax.hlines(y, stat[:, 1], stat[:, 2], colors=colours, lw=3, zorder=2)
+    ax.scatter(stat[:, 0], y, c=colours, s=18, zorder=3)
+    ax.set_yticks(y, [f"{c}  [{v}]" for c, v in zip(card["claim"], card["verdict"])], fontsize=7)
+    for doc in order[1:]:
+        ax.axhline(y[card.index[card["seed_doc"] == doc][0]] + 0.5, color="0.5", lw=0.8)
+    ax.set_xlim(lo, hi)
+    ax.axvline(0, color="0.6", lw=0.6)
+    ax.set_xlabel("judged statistic (grey: where the claim holds; counts as a share of the classes)", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)

@@ -8,13 +8,42 @@ import pandas as pd
 
 from .artifacts import atomic_path, load_json
 
+RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
+
 COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence", "target",
            "target_name", "amount", "rate", "count", "fraction_of_class", "fraction_of_train", "seed",
            "clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy", "train_seconds",
            "device",
+           # the test images each rate was measured on: hits of n (the scorecard's intervals)
+           *(f"{m}_{part}" for m in RATES for part in ("hits", "n")),
            # what a defence measured (empty for others): DP-SGD's privacy, ABL's isolation, sanitisers' detection
            "noise_multiplier", "epsilon", "delta", "steps", "lot_size", "isolated", "isolation_precision",
-           "isolation_recall", "flagged", "kept", "detection_precision", "detection_recall"]
+           "isolation_recall", "flagged", "kept", "detection_precision", "detection_recall",
+           # median training losses at the end of training (recipes that trace them: thesis Figure 4-1)
+           "final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all",
+           # BackdoorBench's defence effectiveness rating against the undefended twin (defence tables)
+           "der"]
+# the other tables' columns: filtering (poisons among the lowest-probability examples), t-SNE (separation)
+FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", "poisoned", "found_among_lowest",
+                     "found_among_lowest_hits", "found_among_lowest_n"]
+TSNE_COLUMNS = ["series", "dataset", "attack", "recipe", "defence", "target", "amount", "seed", "clean", "poisoned",
+                "silhouette", "knn_purity"]
+
+
+TWIN = ["series", "dataset", "recipe", "attack", "target", "amount", "seed"]  # what a victim shares with its twin
+
+
+def defence_effectiveness(df: pd.DataFrame) -> pd.Series:
+    """BackdoorBench's defence effectiveness rating of each defended row against its undefended twin in the same
+    table: DER = [max(0, ASR drop) - max(0, clean accuracy drop) + 1] / 2, from 0 (worst) to 1; NaN without a twin.
+    This is the formula its paper and its `_simplied` variant state; its `defense_effectiveness_rate` adds the
+    accuracy drop instead."""
+    base = df[df["defence"] == "none"].drop_duplicates(TWIN).set_index(TWIN)[["asr_labelled", "clean_accuracy"]]
+    twin = base.reindex(pd.MultiIndex.from_frame(df[TWIN].astype(object)))
+    asr_drop = twin["asr_labelled"].to_numpy(float) - df["asr_labelled"].to_numpy(float)
+    acc_drop = twin["clean_accuracy"].to_numpy(float) - df["clean_accuracy"].to_numpy(float)
+    der = (asr_drop.clip(0) - acc_drop.clip(0) + 1) / 2
+    return pd.Series(der, index=df.index).where(df["defence"].ne("none").to_numpy() & ~pd.isna(asr_drop))
 
 
 def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:
@@ -23,6 +52,7 @@ def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"{len(paths)} metrics files but {len(series)} series labels")
     rows = [{**load_json(p), "series": s} for p, s in zip(paths, series)]
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df["der"] = defence_effectiveness(df)
     order = {s: i for i, s in enumerate(dict.fromkeys(series))}
     return (df.assign(_order=df["series"].map(order))
             .sort_values(["_order", "dataset", "attack", "recipe", "defence", "target", "count", "seed"])

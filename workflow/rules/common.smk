@@ -23,7 +23,7 @@ from pipeline_lib.config import (
     schema_error_line,
 )
 from pipeline_lib import layout
-from pipeline_lib.claims import TABLE_KINDS
+from pipeline_lib.claims import METRICS_TABLE_KINDS
 from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import file_sha256, local_path
 from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
@@ -315,6 +315,18 @@ def figure_scores(w):
 def figure_poison_files(w):
     """The poison sets of a filtering figure, parallel to figure_scores."""
     return [str(p.path) for _, p in figure_poison_sets(config, w.figure)]
+
+
+def poison_descriptions(w):
+    """What each scored poison set is, for the filtering table's rows, parallel to figure_scores."""
+    return [{"dataset": p.dataset, "attack": p.attack, "target": p.target, "amount": p.amount, "seed": p.seed}
+            for _, p in figure_poison_sets(config, w.figure)]
+
+
+def victim_descriptions(w):
+    """What each victim of a figure is, for per-victim table rows, in series order."""
+    return [{"series": label, "dataset": v.dataset, "attack": v.attack, "recipe": v.recipe, "defence": v.defence,
+             "target": v.target, "amount": v.amount, "seed": v.seed} for label, v in figure_rows(config, w.figure)]
 
 
 def poison_labels(w):

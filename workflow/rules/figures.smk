@@ -15,7 +15,7 @@ rule aggregate_metrics:
         series=series_labels,
         code=code_version("tables"),
     wildcard_constraints:
-        figure=figures_of(*TABLE_KINDS),
+        figure=figures_of(*METRICS_TABLE_KINDS),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -131,17 +131,24 @@ rule plot_tsne:
     input:
         unpack(tsne_inputs),
     output:
-        report(
+        figure=report(
             layout.FIGURE,
             caption="../report/tsne.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
+        ),
+        table=report(
+            layout.TABLE,
+            caption="../report/table.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "table"},
         ),
     params:
         data=lambda w: data_version(figure_rows(config, w.figure)[0][1].dataset),
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         titles=tsne_titles,
+        rows=victim_descriptions,
         cls=lambda w: figure_rows(config, w.figure)[0][1].target,
         clean_sample=lambda w: figure_option(config, w.figure, "clean_sample"),
         code=code_version("activations"),
@@ -184,16 +191,23 @@ rule plot_filtering:
     input:
         scores=figure_scores,
     output:
-        report(
+        figure=report(
             layout.FIGURE,
             caption="../report/filtering.rst",
             category=figure_section,
             labels={"figure": "{figure}", "content": "figure"},
         ),
+        table=report(
+            layout.TABLE,
+            caption="../report/table.rst",
+            category=figure_section,
+            labels={"figure": "{figure}", "content": "table"},
+        ),
     params:
         title=lambda w: config["figures"][w.figure]["title"],
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
+        sets=poison_descriptions,
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("filtering"),
@@ -285,6 +299,12 @@ rule score_claims:
             caption="../report/scorecard.rst",
             category="Reproduction scorecard",
             labels={"table": "scorecard"},
+        ),
+        png=report(
+            layout.SCORECARD_FIGURE,
+            caption="../report/scorecard.rst",
+            category="Reproduction scorecard",
+            labels={"figure": "scorecard"},
         ),
     params:
         claims=config["claims"],

@@ -1,7 +1,10 @@
-from pipeline_lib.filtering import read_scores
+from pipeline_lib.filtering import filtering_table, read_scores
 from pipeline_lib.plots import filtering_curve
 from pipeline_lib.runlog import job_log
+from pipeline_lib.tables import write_csv
 
 with job_log(snakemake.log[0]):
-    filtering_curve([read_scores(p) for p in snakemake.input.scores], snakemake.params.series,
-                    snakemake.params.title, snakemake.output[0])
+    p = snakemake.params
+    scores = [read_scores(path) for path in snakemake.input.scores]
+    filtering_curve(scores, p.series, p.title, snakemake.output.figure)
+    write_csv(filtering_table(scores, p.series, p.sets), snakemake.output.table)

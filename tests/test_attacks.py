@@ -20,10 +20,16 @@ def test_a_rate_is_a_fraction_of_the_target_class():
     assert Amount(count=75).resolve(5000) == 75
 
 
-@pytest.mark.parametrize("bad", [{"rate": 0.0}, {"rate": 1.5}, {"rate": -0.1}, {"count": 0}])
+@pytest.mark.parametrize("bad", [{"rate": 0.0}, {"rate": 1.5}, {"rate": -0.1}, {"count": -1}])
 def test_amounts_outside_the_valid_range_are_refused(bad):
     with pytest.raises(ValueError):
         Amount(**bad)
+
+
+def test_no_poison_is_only_the_clean_victims_amount():
+    assert Amount.parse("n0").count == 0
+    with pytest.raises(ValueError, match="count 0 of 50 target-class images poisons no image"):
+        Amount(count=0).resolve(50)  # a poisoning attack must poison something
 
 
 def test_badnets_relabels_images_from_any_class_to_the_target():
@@ -52,3 +58,11 @@ def test_asking_for_more_images_than_exist_names_the_shortfall():
         poison("label_consistent", X, Y, 2, Amount(count=51), Trigger("bottom_right"), seed=0)
     with pytest.raises(ValueError, match="unknown attack method"):
         poison("sleeper", X, Y, 2, Amount(count=1), Trigger("bottom_right"), seed=0)
+
+
+def test_a_clean_victims_poison_set_is_empty_whatever_its_target_and_amount():
+    x, y = np.zeros((20, 4, 4, 1), np.uint8), np.arange(20) % 2
+    ps = poison("none", x, y, 0, Amount(count=0), None, 0)
+    assert len(ps.indices) == len(ps.images) == len(ps.labels) == 0
+    cx, cy = ps.apply_to(x, y)
+    assert np.array_equal(cx, x) and np.array_equal(cy, y)

@@ -157,3 +157,12 @@ def test_the_scorecard_is_written_as_csv_markdown_and_a_figure_counting_each_ver
     assert markdown(scorecard(claims, {"f": table}), "t") == (tmp_path / "s.md").read_text().replace(
         "Reproduction scorecard", "t")
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_substantial_effect_holds_when_the_difference_stays_within_its_margin():
+    tables = {"f": pd.concat([rates("poisoned", [0.79] * 10, n=1000), rates("clean", [0.80] * 10, n=1000),
+                              rates("hurt", [0.60] * 10, n=1000)])}
+    close = claim(measured=asr("poisoned"), close_to=asr("clean"), within=0.03)
+    assert judge("x", close, tables)["verdict"] == "holds"
+    assert judge("x", {**close, "close_to": asr("hurt")}, tables)["verdict"] == "fails"
+    assert judge("x", {**close, "within": 0.01}, tables)["verdict"] == "inconclusive"

@@ -321,3 +321,20 @@ def test_a_copied_link_is_renamed_into_place_whole(tmp_path):
     subprocess.run(["bash", "-c", command], check=True, env=env)
     assert (tmp_path / "dst.pt").read_bytes() == src.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "dst.pt", "log", "src.pt"]
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_training_that_diverges_stops_with_one_line_and_returns_no_model(stacked):
+    from pipeline_lib.attacks import PoisonSet
+    from pipeline_lib.stacking import train_stacked
+    from pipeline_lib.train import Recipe, train
+
+    ds = load_source("digits", "unused")
+    x, y = ds.x_train[:256], ds.y_train[:256]
+    recipe = Recipe(model="small_cnn", epochs=2, batch_size=32, lr=1e30)
+    empty = PoisonSet(np.empty(0, np.int64), x[:0], y[:0], x[:0])
+    with pytest.raises(DivergedError, match=r"^training diverged: the mean loss (of member 0, 1 )?in epoch 1 is nan"):
+        if stacked:
+            train_stacked(x, y, [empty, empty], 10, recipe, 0, torch.device("cpu"))
+        else:
+            train(x, y, 10, recipe, 0, torch.device("cpu"))

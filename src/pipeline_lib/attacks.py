@@ -54,10 +54,16 @@ def label_consistent(y: np.ndarray, target: int, n: int, rng: np.random.Generato
     return idx, y[idx].copy()
 
 
+def clean(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Nothing poisoned: the clean victim every poisoned one is compared with."""
+    return np.empty(0, np.int64), np.empty(0, np.int64)
+
+
 ATTACKS: dict[str, Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
     "badnets": badnets,
     "label_consistent": label_consistent,
     "input_aware": badnets,  # Nguyen & Tran's all-to-one poisoning: random images, each with its own trigger
+    "none": clean,
 }
 
 
@@ -77,7 +83,7 @@ def load_trigger(spec: dict[str, Any], network: str | None = None) -> Triggers:
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
-           trigger: Triggers, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
+           trigger: Triggers | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
     """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
 
     perturbed: (indices, images) of the target class from the perturbation stage; the selection does
@@ -87,9 +93,11 @@ def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amoun
         raise ValueError(f"unknown attack method '{method}'; known: {', '.join(ATTACKS)}")
     if not 0 <= target < int(y.max()) + 1:
         raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
-    n = amount.resolve(int(np.sum(y == target)))
+    n = 0 if method == "none" else amount.resolve(int(np.sum(y == target)))
     idx, labels = ATTACKS[method](y, target, n, np.random.default_rng([seed, target]))
     base = x[idx]
+    if method == "none":
+        return PoisonSet(idx, base, labels, base)
     if perturbed is not None:
         p_idx, p_img = perturbed
         pos = np.searchsorted(p_idx, idx)
@@ -114,8 +122,8 @@ def write_poison_set(data_path: str, out: str, method: str, trigger: dict, targe
     """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
     ds = load_prepared(data_path)
     perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
-    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), load_trigger(trigger, trigger_net),
-                seed, perturbed)
+    pattern = load_trigger(trigger, trigger_net) if method != "none" else None
+    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed)
     save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
              target=np.int64(target),
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))

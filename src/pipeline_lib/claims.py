@@ -16,6 +16,8 @@ inside the criterion, `fails` when it lies outside, `inconclusive` otherwise (so
 - `above` / `below` another measure, `by_at_least` a margin (default 0; "substantially"): the difference, beyond
   the margin; with `per` a column and `in_at_least` k ("almost all classes"): the number of that column's values
   (e.g. targets) on which the difference exceeds the margin, at least k;
+- `close_to` another measure `within` a margin ("no substantial effect on accuracy"): the difference, inside
+  [-within, within];
 - `trend` `increasing` / `decreasing` `along` a column (its values in ascending order, or `series` in the order the
   measure lists them): the smallest step between consecutive values, beyond 0.
 """
@@ -203,6 +205,19 @@ def _ordering(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataF
     row["verdict"] = verdict(count.interval, k, np.inf)
 
 
+def _close(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], row: dict[str, Any]) -> None:
+    """Judge `close_to` another measure `within` a margin into the row."""
+    first, other = measure(tables, claim["measured"], name), measure(tables, claim["close_to"], name)
+    diff = Estimate(first.value - other.value, first.draws - other.draws)
+    m = claim["within"]
+    row.update(measured=first.value, compared=other.value, statistic=diff.value, criterion=f"difference in [-{m:g}, "
+               f"{m:g}]", criterion_low=-m, criterion_high=m, judged_by=f"{describe(claim['measured'])} within {m:g} "
+               f"of {describe(claim['close_to'])}", verdict=verdict(diff.interval, -m, m))
+    row["measured_low"], row["measured_high"] = first.interval
+    row["compared_low"], row["compared_high"] = other.interval
+    row["statistic_low"], row["statistic_high"] = diff.interval
+
+
 def _trend(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], row: dict[str, Any]) -> None:
     """Judge a monotone trend into the row: its smallest step must be positive."""
     column, sign = claim["along"], 1 if claim["trend"] == "increasing" else -1
@@ -234,6 +249,9 @@ def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame
         return row
     if "trend" in claim:
         _trend(name, claim, tables, row)
+        return row
+    if "close_to" in claim:
+        _close(name, claim, tables, row)
         return row
     est = measure(tables, claim["measured"], name)
     row.update(measured=est.value, statistic=est.value)

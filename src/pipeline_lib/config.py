@@ -13,7 +13,7 @@ from .artifacts import ArtifactError
 from .claims import TABLE_KINDS
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
-from .layout import NEEDS_BASE, Amount, Poisoned, Victim
+from .layout import CLEAN_AMOUNT, CLEAN_TARGET, NEEDS_BASE, Amount, Poisoned, Victim
 from .tables import COLUMNS, FILTERING_COLUMNS, TSNE_COLUMNS
 
 TABLE_COLUMNS = {*COLUMNS, *FILTERING_COLUMNS, *TSNE_COLUMNS}  # every column a claim may select rows by
@@ -224,7 +224,7 @@ def _check_model(config: dict[str, Any], key: str, recipe: str, dataset: str) ->
 def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> None:
     """Every target and amount must poison at least one and at most the available images (when sizes are known)."""
     info = source_info(config, grid["dataset"])
-    if info.train_counts is None:
+    if info.train_counts is None or config["attacks"][grid["attack"]]["method"] == "none":
         return
     relabels = config["attacks"][grid["attack"]]["method"] != "label_consistent"
     for t in targets(config, grid):
@@ -347,6 +347,8 @@ def check_references(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'defences.{name}.microbatches': {d['microbatches']} does not divide "
                               f"lot_size {d['lot_size']}")
     for name, attack in config["attacks"].items():
+        if attack["method"] == "none":
+            continue
         if attack["method"] == "input_aware":
             _known(config, f"attacks.{name}.recipe", "recipes", attack["recipe"], "recipe")
             continue
@@ -407,7 +409,7 @@ def check_claims(config: dict[str, Any]) -> None:
     if config.get("claims") and "scorecard" in config["figures"]:
         raise ConfigError("config key 'figures.scorecard': the name is the scorecard figure's; rename the figure")
     for name, claim in config.get("claims", {}).items():
-        for part in ("measured", "above", "below"):
+        for part in ("measured", "above", "below", "close_to"):
             if part in claim:
                 _check_measure(config, f"claims.{name}.{part}", claim[part])
         ordering = "above" in claim or "below" in claim
@@ -422,8 +424,8 @@ def check_claims(config: dict[str, Any]) -> None:
 
 def claim_figures(config: dict[str, Any]) -> list[str]:
     """The figures whose tables the claims read, in config order."""
-    used = {m["figure"] for c in config.get("claims", {}).values() for m in (c["measured"], c.get("above"),
-                                                                           c.get("below")) if m}
+    used = {m["figure"] for c in config.get("claims", {}).values()
+            for m in (c["measured"], c.get("above"), c.get("below"), c.get("close_to")) if m}
     return [f for f in config["figures"] if f in used]
 
 
@@ -457,9 +459,15 @@ def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]
     """(series label, victim) for every victim a figure needs."""
     if _figure(config, figure)["kind"] not in VICTIM_KINDS:
         return []
-    return [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], t, a, s))
-            for label, g in series(config, figure)
-            for t in targets(config, g) for a in amounts(g) for s in g["seeds"]]
+    rows = []
+    for label, g in series(config, figure):
+        if config["attacks"][g["attack"]]["method"] == "none":  # the clean victim: one per seed, any target or amount
+            rows += [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], CLEAN_TARGET, CLEAN_AMOUNT,
+                                    s)) for s in g["seeds"]]
+        else:
+            rows += [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], t, a, s))
+                     for t in targets(config, g) for a in amounts(g) for s in g["seeds"]]
+    return rows
 
 
 def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:

@@ -23,7 +23,8 @@ def _rate(hits: np.ndarray) -> float:
 def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.ndarray,
                    target: int, num_classes: int) -> dict[str, object]:
     """All metrics from labels and the predictions on clean and triggered test images, each rate with the counts it
-    was measured on (`<rate>_hits` of `<rate>_n` test images: the scorecard's intervals need them).
+    was measured on (`<rate>_hits` of `<rate>_n` test images: the scorecard's intervals need them); without
+    triggered predictions (a clean victim) the attack rates are NaN over 0 images.
 
     asr_labelled:    share of images *labelled* other than the target classified as the target
                      once triggered (the thesis's first definition, used in chapters 2-4);
@@ -34,6 +35,8 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
     """
     not_target = y != target
     not_pred_target = clean_pred != target
+    if not len(triggered_pred):  # a clean victim: no triggered images, attack rates over none
+        not_target = not_pred_target = np.zeros(0, bool)
     outcomes = {
         "clean_accuracy": clean_pred == y,
         "asr_labelled": triggered_pred[not_target] == target,
@@ -58,7 +61,9 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
     with devices.acquire() as device:
         for model_path, log_path, member in zip(model_paths, log_paths, members, strict=True):
             describe, trigger, net = member["describe"], member["trigger"], member["trigger_net"]
-            if net is None:
+            if describe["method"] == "none":  # a clean victim: no trigger, so no attack rates
+                test_triggered = ds.x_test[:0]
+            elif net is None:
                 key = json.dumps(trigger, sort_keys=True)
                 if key not in triggered_sets:
                     triggered_sets[key] = load_trigger(trigger).apply(ds.x_test)

@@ -30,6 +30,9 @@ SCORECARD_FIGURE = "results/figures/scorecard.png"
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 
+# A clean victim's (attack method `none`) target and amount in its path: one per dataset, recipe, defence and seed.
+CLEAN_TARGET, CLEAN_AMOUNT = 0, "n0"
+
 # Defence methods that read the undefended victim's representations (the sanitisers).
 NEEDS_BASE = ("spectral", "activation_clustering")
 
@@ -87,8 +90,8 @@ class Amount:
             raise ValueError("an amount is either a rate or a count")
         if self.rate is not None and not 0 < self.rate <= 1:
             raise ValueError(f"poisoning rate {self.rate} outside (0, 1]")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"poison count {self.count} must be at least 1")
+        if self.count is not None and self.count < 0:  # 0: the clean victim's amount
+            raise ValueError(f"poison count {self.count} must not be negative")
 
     @classmethod
     def parse(cls, token: str) -> Amount:
@@ -107,7 +110,8 @@ class Amount:
         """Number of images to poison given the target class's training size."""
         n = self.count if self.count is not None else round(self.rate * class_size)
         if n < 1:
-            raise ValueError(f"rate {self.rate} of {class_size} target-class images poisons no image")
+            what = f"rate {self.rate}" if self.rate is not None else f"count {self.count}"
+            raise ValueError(f"{what} of {class_size} target-class images poisons no image")
         return n
 
 

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from . import models
+from .accel import STACKED_DEFAULT, Accel
 from .adversarial import Adversary
 from .attacks import PoisonSet
 from .models import to_float
 from .runlog import Progress
-from .train import Recipe, arch_of, augment, optimizer_for, seed_everything, set_lr
+from .train import Recipe, arch_of, augment, check_losses, optimizer_for, seed_everything, set_lr
 
 
 class StackedInputNorm(nn.Module):
@@ -149,9 +150,10 @@ class StackedData:
 
 def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_classes: int, recipe: Recipe,
                   seed: int, device: torch.device, adversary: Adversary | None = None,
-                  ) -> tuple[list[models.Classifier], list[dict[str, Any]]]:
+                  accel: Accel = STACKED_DEFAULT) -> tuple[list[models.Classifier], list[dict[str, Any]]]:
     """`train.train` of every poisoned version of (x, y) at once: the same seed, hence the same initialisation,
-    batch order and augmentation draws as each solo run; returns the members (on CPU) and their logs."""
+    batch order and augmentation draws as each solo run; returns the members (on CPU) and their logs.
+    `accel`: GPU speed options (bf16 autocast by default; none act on the CPU)."""
     data = StackedData(x, y, poisons, device)
     arch = arch_of(recipe, x, num_classes)
     members = []
@@ -160,7 +162,8 @@ def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_cl
         solo = models.build(arch)
         models.fit_to_data(solo, data.member_images(m, 10000))
         members.append(solo)
-    model = StackedClassifier(members).to(device)
+    model = accel.prepare(StackedClassifier(members).to(device), device)
+    forward = accel.forward(model, device)
     size = model.size
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = optimizer_for(model, recipe)
@@ -185,8 +188,8 @@ def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_cl
                 xb = augment(xb.reshape(b, size * c, h, w), recipe, gen).reshape(b, size, c, h, w)
             if adversary is not None:
                 xb = adversary(model, xb, yb)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(xb).float()
+            with accel.autocast(device):
+                out = forward(xb).float()
             per_member = nn.functional.cross_entropy(out.reshape(b * size, -1), yb.reshape(-1), reduction="none",
                                                      label_smoothing=recipe.label_smoothing).view(b, size).mean(0)
             opt.zero_grad(set_to_none=True)
@@ -200,6 +203,7 @@ def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_cl
         seconds = time.perf_counter() - t0
         for m, (loss, hits) in enumerate(zip((loss_sum / seen).tolist(), (correct / seen).tolist())):
             logs[m].append({"epoch": len(logs[m]) + 1, "loss": loss, "train_acc": hits, "seconds": seconds})
+        check_losses([log[-1]["loss"] for log in logs], len(logs[0]))
     seconds = time.perf_counter() - t0
     model = model.cpu()
     infos = [{"arch": arch, "device": str(device), "steps": total, "seconds": seconds / size,

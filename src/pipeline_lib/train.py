@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from . import models
+from .accel import TRAIN_DEFAULT, Accel
+from .artifacts import DivergedError
 from .blocks import from_block
 from .adversarial import Adversary
 from .models import batched, to_float
@@ -123,21 +125,31 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = True
 
 
+def check_losses(losses: list[float], epoch: int) -> None:
+    """Stop a training whose epoch losses (one per stacked member) are not all finite: its model is never saved."""
+    bad = [m for m, loss in enumerate(losses) if not math.isfinite(loss)]
+    if bad:
+        who = f"of member {', '.join(map(str, bad))} " if len(losses) > 1 else ""
+        raise DivergedError(f"training diverged: the mean loss {who}in epoch {epoch} is {losses[bad[0]]} (is a "
+                            "learning rate or weight decay too large?); nothing saved")
+
+
 Tracer = Callable[[nn.Module, int], None]
 LossTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int, device: torch.device,
           adversary: Adversary | None = None, tracer: Tracer | None = None, init: models.Classifier | None = None,
-          loss_transform: LossTransform | None = None,
-          optimizer: torch.optim.Optimizer | None = None) -> tuple[models.Classifier, dict[str, Any]]:
+          loss_transform: LossTransform | None = None, optimizer: torch.optim.Optimizer | None = None,
+          accel: Accel = TRAIN_DEFAULT) -> tuple[models.Classifier, dict[str, Any]]:
     """Train a model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
 
     adversary:      replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
     tracer:         called with (model, step) `recipe.trace_per_epoch` times per epoch and at the end;
     init:           continue training this model instead of a fresh one;
     loss_transform: maps the batch's mean loss to the loss minimised (ABL's local gradient ascent, unlearning);
-    optimizer:      continue with this optimiser of `init`'s parameters (momentum kept), its rate now the recipe's.
+    optimizer:      continue with this optimiser of `init`'s parameters (momentum kept), its rate now the recipe's;
+    accel:          GPU speed options (bf16 autocast and channels-last by default; none act on the CPU).
     """
     seed_everything(seed)
     arch = arch_of(recipe, x, num_classes)
@@ -145,9 +157,8 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     if init is None:
         models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
-    model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = accel.prepare(model.to(device), device)
+    forward = accel.forward(model, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = optimizer_for(model, recipe) if optimizer is None else optimizer
     if optimizer is not None:
@@ -175,8 +186,8 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
                 xb = augment(xb, recipe, gen)
             if adversary is not None:
                 xb = adversary(model, xb, yb)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(xb)
+            with accel.autocast(device):
+                out = forward(xb)
                 loss = loss_fn(out.float(), yb)
             opt.zero_grad(set_to_none=True)
             (loss_transform(loss) if loss_transform is not None else loss).backward()
@@ -191,6 +202,7 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
                 model.train()
         log.append({"epoch": len(log) + 1, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
                     "seconds": time.perf_counter() - t0})
+        check_losses([log[-1]["loss"]], len(log))
     seconds = time.perf_counter() - t0
     info = {"arch": arch, "device": str(device), "steps": total, "seconds": seconds,
             "images_per_second": total * recipe.batch_size / seconds, "epochs": log}

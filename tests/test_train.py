@@ -1,4 +1,5 @@
 """Training is seeded and deterministic on CPU; recipes and augmentation behave as configured."""
+import dataclasses
 import math
 
 import numpy as np
@@ -109,3 +110,29 @@ def test_progress_reports_rate_and_time_left_at_its_interval_and_at_the_end(caps
     assert lines[1:] == ["training: 60/100 steps (60%), 1 steps/s, 40s left",
                          "training: 90/100 steps (90%), 1 steps/s, 10s left",
                          "training: 100/100 steps (100%), 1 steps/s, 0s left"]
+
+
+
+def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, monkeypatch):
+    """The workflow's `gpu` block arrives as one Accel in stacked cohorts and in the defences' training alike."""
+    import pipeline_lib.defences as defences
+    import pipeline_lib.victims as victims
+    from pipeline_lib.accel import Accel
+    from pipeline_lib.attacks import write_poison_set
+    from pipeline_lib.data import load_source, save_prepared
+
+    ds = load_source("digits", "unused")
+    save_prepared(tmp_path / "d.npz", dataclasses.replace(ds, x_train=ds.x_train[:200], y_train=ds.y_train[:200]))
+    for t in (0, 1):
+        write_poison_set(str(tmp_path / "d.npz"), str(tmp_path / f"p{t}.npz"), "badnets", {"pattern": "bottom_right"},
+                         t, "n5", 0)
+    seen = []
+    stacked, plain = victims.train_stacked, defences.train
+    monkeypatch.setattr(victims, "train_stacked", lambda *a, **k: seen.append(a[8]) or stacked(*a, **k))
+    monkeypatch.setattr(defences, "train", lambda *a, **k: seen.append(k["accel"]) or plain(*a, **k))
+    recipe = {"model": "small_cnn", "epochs": 0.2, "batch_size": 32, "lr": 0.05}
+    for targets in ([0, 1], [0]):  # a stacked cohort, then a lone member trained through its defence
+        victims.train_cohort(str(tmp_path / "d.npz"), [str(tmp_path / f"p{t}.npz") for t in targets],
+                             [("a", t, "n5") for t in targets], recipe, {"method": "none"}, 0, str(tmp_path / "out"),
+                             1, gpu={"bf16": False, "compile": True})
+    assert seen == [Accel(bf16=False, compile=True)] * 2

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import models
+from .accel import TRAIN_DEFAULT, Accel
 from .adversarial import pgd_adversary
 from .models import batched, to_float
 from .runlog import Progress
@@ -291,6 +292,7 @@ class Context:
     pretrained: str | None      # dp_sgd / frozen_sgd: weights of the model pretrained on public data
     base: str | None            # spectral / activation_clustering: weights of the undefended victim
     tracer: Tracer | None = None  # none: records per-sample losses during training (Figure 4-1)
+    accel: Accel = TRAIN_DEFAULT  # GPU speed options of the training loops that take them
 
 
 Array, Spec = np.ndarray, dict[str, Any]
@@ -301,13 +303,13 @@ DefenceFn = Callable[[np.ndarray, np.ndarray, int, Recipe, dict[str, Any], int, 
 def _none(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
           ctx: Context) -> Trained:
     """Plain training."""
-    return train(x, y, nc, recipe, seed, device, tracer=ctx.tracer)
+    return train(x, y, nc, recipe, seed, device, tracer=ctx.tracer, accel=ctx.accel)
 
 
 def _adv_training(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
                   ctx: Context) -> Trained:
     """Every batch replaced by its PGD adversarial version (Madry et al.)."""
-    return train(x, y, nc, recipe, seed, device, adversary=pgd_adversary(spec, seed))
+    return train(x, y, nc, recipe, seed, device, adversary=pgd_adversary(spec, seed), accel=ctx.accel)
 
 
 def _dp_sgd(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, device: torch.device,
@@ -371,12 +373,13 @@ def _abl(x: Array, y: Array, nc: int, recipe: Recipe, spec: Spec, seed: int, dev
     models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
     opt = optimizer_for(model, isolation)
     model, _ = train(x, y, nc, isolation, seed, device, init=model, optimizer=opt,
-                     loss_transform=lambda loss: lga(loss, abl.gamma))
+                     loss_transform=lambda loss: lga(loss, abl.gamma), accel=ctx.accel)
     isolated = np.zeros(len(y), bool)
     isolated[isolate_lowest(per_sample_loss(model, x, y, device), abl.isolation_ratio)] = True
-    model, info = train(x[~isolated], y[~isolated], nc, finetuning, seed, device, init=model, optimizer=opt)
+    model, info = train(x[~isolated], y[~isolated], nc, finetuning, seed, device, init=model, optimizer=opt,
+                        accel=ctx.accel)
     model, _ = train(x[isolated], y[isolated], nc, unlearning, seed, device, init=model, optimizer=opt,
-                     loss_transform=torch.neg)
+                     loss_transform=torch.neg, accel=ctx.accel)
     found = detection(isolated, ctx.poisoned)
     return model, {**info, "seconds": time.perf_counter() - t0,
                    "defence": {"isolated": found["flagged"], "isolation_precision": found["precision"],
@@ -390,7 +393,7 @@ def _sanitised(flag: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], np.
         flagged = flag(embeddings(models.load_model(ctx.base), x, device), y, spec, seed)
         if flagged.all():
             raise ValueError(f"the defence flagged all {len(y)} training examples, leaving nothing to train on")
-        model, info = train(x[~flagged], y[~flagged], nc, recipe, seed, device)
+        model, info = train(x[~flagged], y[~flagged], nc, recipe, seed, device, accel=ctx.accel)
         found = detection(flagged, ctx.poisoned)
         return model, {**info, "defence": {"flagged": found["flagged"], "kept": int((~flagged).sum()),
                                            "detection_precision": found["precision"],

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from . import devices, models
+from .accel import Accel
 from .adversarial import pgd_adversary
 from .artifacts import save_json
 from .data import load_prepared
@@ -44,8 +45,10 @@ def split_of(ds: Any, split: str, size: int | None, seed: int) -> tuple[np.ndarr
 
 
 def train_surrogate(data_path: str, spec: dict[str, Any], recipe: dict[str, Any], seed: int, model_out: str,
-                    metrics_out: str, threads: int, eval_images: int = 1000) -> None:
-    """Stage 1: train a surrogate; record its clean and PGD-robust accuracy on the other split."""
+                    metrics_out: str, threads: int, eval_images: int = 1000,
+                    gpu: dict[str, bool] | None = None) -> None:
+    """Stage 1: train a surrogate; record its clean and PGD-robust accuracy on the other split (`gpu`: the config's
+    GPU speed options)."""
     torch.set_num_threads(threads)
     ds = load_prepared(data_path)
     x, y, x_ev, y_ev = split_of(ds, spec.get("split", "train"), spec.get("size"), seed)
@@ -54,7 +57,8 @@ def train_surrogate(data_path: str, spec: dict[str, Any], recipe: dict[str, Any]
     pick = np.random.default_rng(seed).permutation(len(y_ev))[:eval_images]
     with devices.acquire() as device:
         model, info = train(x, y, ds.num_classes, Recipe.from_config(recipe), seed, device,
-                            adversary=pgd_adversary(adversarial, seed) if adversarial else None)
+                            adversary=pgd_adversary(adversarial, seed) if adversarial else None,
+                            accel=Accel(**gpu or {}))
         clean = float(np.mean(predict(model, x_ev, device) == y_ev))
         robust = robust_accuracy(model, x_ev[pick], y_ev[pick], robust_spec, device)
     models.save_weights(model_out, info["arch"], model.cpu())

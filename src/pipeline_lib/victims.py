@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from . import devices, models
+from .accel import Accel
 from .adversarial import pgd_adversary
 from .artifacts import save_json
 from .attacks import read_poison_set
@@ -21,10 +22,11 @@ from .train import LossTrace, Recipe
 
 def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]], recipe: dict[str, Any],
                  defence: dict[str, Any], seed: int, out_dir: str, threads: int, pretrained: str | None = None,
-                 bases: list[str] | None = None) -> None:
+                 bases: list[str] | None = None, gpu: dict[str, bool] | None = None) -> None:
     """Train every member under the defence, as one stacked network where the defence stacks, else one after
     another, and write each member's model.pt and train_log.json (with its poison set's description and what the
-    defence measured) to out_dir/<member name>/."""
+    defence measured) to out_dir/<member name>/. `gpu`: the config's GPU speed options (accel.Accel's fields)."""
+    accel = Accel(**gpu or {})
     torch.set_num_threads(threads)
     ds = load_prepared(data_path)
     sets = [read_poison_set(p) for p in poison_paths]
@@ -34,7 +36,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
         if len(sets) > 1 and method in STACKABLE and not r.trace_per_epoch:
             adversary = pgd_adversary(spec, seed) if method == "adv_training" else None
             trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
-                                           device, adversary)
+                                           device, adversary, accel)
             traces: list[LossTrace | None] = [None] * len(sets)
         else:  # one after another, each as its own run
             trained, infos, traces = [], [], []
@@ -46,7 +48,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
                     trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger":
                                        (ps.untriggered, ps.labels), "all": (x[sample], y[sample])}, device)
                 model, info = DEFENCES[method](x, y, ds.num_classes, r, spec, seed, device,
-                                               Context(ps.mask(len(y)), pretrained, base, trace))
+                                               Context(ps.mask(len(y)), pretrained, base, trace, accel))
                 trained.append(model)
                 infos.append(info)
                 traces.append(trace)

@@ -14,6 +14,7 @@ rule train_surrogate:
         data=lambda w: data_version(config["surrogates"][w.surrogate]["dataset"]),
         spec=lambda w: canonical(config["surrogates"][w.surrogate]),
         recipe=lambda w: canonical(config["recipes"][config["surrogates"][w.surrogate]["recipe"]]),
+        gpu=config["gpu"],
         code=code_version("surrogates"),
     threads: config["train_threads"]
     resources:

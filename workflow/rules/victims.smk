@@ -17,6 +17,7 @@ rule train_cohort:
         data=lambda w: data_version(w.dataset),
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
         defence=defence_spec,
+        gpu=config["gpu"],
         code=code_version("victims"),
     threads: config["train_threads"]
     resources:

@@ -5,4 +5,4 @@ i, p = snakemake.input, snakemake.params
 with job_log(snakemake.log[0]):
     train_cohort(i.data, list(i.poisons), p.members, p.recipe, p.defence, int(snakemake.wildcards.seed),
                  snakemake.output[0], snakemake.threads, pretrained=i.get("pretrained"),
-                 bases=list(i.get("bases", [])) or None)
+                 bases=list(i.get("bases", [])) or None, gpu=p.gpu)

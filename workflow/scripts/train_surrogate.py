@@ -3,4 +3,5 @@ from pipeline_lib.surrogates import train_surrogate
 
 p, o = snakemake.params, snakemake.output
 with job_log(snakemake.log[0]):
-    train_surrogate(snakemake.input[0], p.spec, p.recipe, p.spec["seed"], o.model, o.metrics, snakemake.threads)
+    train_surrogate(snakemake.input[0], p.spec, p.recipe, p.spec["seed"], o.model, o.metrics, snakemake.threads,
+                    gpu=p.gpu)

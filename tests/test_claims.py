@@ -109,6 +109,7 @@ def test_filtering_loss_trace_and_tsne_tables_are_scored():
     sets = [{"attack": a, "target": 0, "amount": "n10", "seed": 0} for a in ("gu", "lc")]
     filtering = filtering_table([gu, lc], ["Gu et al.", "label-consistent"], sets)
     assert filtering["found_among_lowest"].tolist() == [1.0, 0.1]
+    assert filtering_table([lc], ["lc"], sets[1:], inspected=50)["found_among_lowest"].tolist() == [0.5]
     lowest = {"figure": "filter", "metric": "found_among_lowest"}
     tables = {"filter": filtering}
     assert judge("x", claim(measured={**lowest, "series": "Gu et al."}, above={**lowest, "series": "label-consistent"}),

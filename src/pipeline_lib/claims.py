@@ -93,7 +93,7 @@ def row_draws(rows: pd.DataFrame, metric: str, rng: np.random.Generator) -> np.n
         draws = np.broadcast_to(values, (DRAWS, len(rows))).copy()
     cells = [c for c in CELL if c in rows]
     if "seed" in rows and cells:
-        keys = rows[cells].astype(str).agg("|".join, axis=1).to_numpy()
+        keys = rows.groupby(cells, dropna=False, sort=False).ngroup().to_numpy()
         idx = np.broadcast_to(np.arange(len(rows)), (DRAWS, len(rows))).copy()
         for key in np.unique(keys):
             members = np.flatnonzero(keys == key)

@@ -25,7 +25,7 @@ GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "coun
 # keys only some figure kinds read, with their defaults, and those of them a kind requires
 KIND_KEYS: dict[str, dict[str, Any]] = {
     "examples": {"classes": None, "columns": None, "per_class": 1, "shown_label": None},
-    "filtering": {"filter": None},
+    "filtering": {"filter": None, "inspected": None},
     "filtered_examples": {"filter": None, "inspect": 20},
     "tsne": {"clean_sample": 500},
 }

@@ -30,18 +30,21 @@ def poisoned_among_lowest(prob: np.ndarray, poisoned: np.ndarray) -> np.ndarray:
     return np.cumsum(poisoned[order])
 
 
-def filtering_table(scores: list[dict[str, np.ndarray]], series: list[str],
-                    sets: list[dict[str, object]]) -> pd.DataFrame:
-    """One row per scored poison set: how many of its p poisons are among the p examples of lowest label probability
-    (`found_among_lowest`, with its hits and n: the thesis's Figure 3-1 in one number)."""
+def filtering_table(scores: list[dict[str, np.ndarray]], series: list[str], sets: list[dict[str, object]],
+                    inspected: int | None = None) -> pd.DataFrame:
+    """One row per scored poison set: the share of its p poisons found among the `inspected` examples of lowest
+    label probability (default p), as `found_among_lowest` with its hits and n (thesis 7.3: "by examining 300
+    training images, we encounter over 20 of the poisoned images")."""
     import pandas as pd
 
     rows = []
     for s, label, meta in zip(scores, series, sets, strict=True):
         p = int(s["poisoned"].sum())
-        found = int(poisoned_among_lowest(s["probability"], s["poisoned"])[p - 1]) if p else 0
-        rows.append({"series": label, **meta, "poisoned": p, "found_among_lowest": found / p if p else float("nan"),
-                     "found_among_lowest_hits": found, "found_among_lowest_n": p})
+        k = min(inspected or p, len(s["poisoned"]))
+        found = int(poisoned_among_lowest(s["probability"], s["poisoned"])[k - 1]) if k else 0
+        rows.append({"series": label, **meta, "poisoned": p, "inspected": k,
+                     "found_among_lowest": found / p if p else float("nan"), "found_among_lowest_hits": found,
+                     "found_among_lowest_n": p})
     return pd.DataFrame(rows)
 
 

@@ -266,8 +266,11 @@ def scorecard_figure(card: pd.DataFrame, title: str, path: str | Path) -> None:
     ax.hlines(y, stat[:, 1], stat[:, 2], colors=colours, lw=3, zorder=2)
     ax.scatter(stat[:, 0], y, c=colours, s=18, zorder=3)
     ax.set_yticks(y, [f"{c}  [{v}]" for c, v in zip(card["claim"], card["verdict"])], fontsize=7)
-    for doc in order[1:]:
-        ax.axhline(y[card.index[card["seed_doc"] == doc][0]] + 0.5, color="0.5", lw=0.8)
+    for i, doc in enumerate(order):
+        top = y[card.index[card["seed_doc"] == doc][0]] + 0.5
+        if i:
+            ax.axhline(top, color="0.5", lw=0.8)
+        ax.text(lo + 0.01, top - 0.1, f"seed {doc}", fontsize=7, color="0.35", va="top")
     ax.set_xlim(lo, hi)
     ax.axvline(0, color="0.6", lw=0.6)
     ax.set_xlabel("judged statistic (grey: where the claim holds; counts as a share of the classes)", fontsize=8)

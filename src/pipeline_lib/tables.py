@@ -24,7 +24,8 @@ COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger"
            # BackdoorBench's defence effectiveness rating against the undefended twin (defence tables)
            "der"]
 # the other tables' columns: filtering (poisons among the lowest-probability examples), t-SNE (separation)
-FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", "poisoned", "found_among_lowest",
+FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", "poisoned", "inspected",
+                     "found_among_lowest",
                      "found_among_lowest_hits", "found_among_lowest_n"]
 TSNE_COLUMNS = ["series", "dataset", "attack", "recipe", "defence", "target", "amount", "seed", "clean", "poisoned",
                 "silhouette", "knn_purity"]

@@ -208,6 +208,7 @@ rule plot_filtering:
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
         sets=poison_descriptions,
+        inspected=lambda w: figure_option(config, w.figure, "inspected"),
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("filtering"),

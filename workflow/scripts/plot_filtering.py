@@ -7,4 +7,4 @@ with job_log(snakemake.log[0]):
     p = snakemake.params
     scores = [read_scores(path) for path in snakemake.input.scores]
     filtering_curve(scores, p.series, p.title, snakemake.output.figure)
-    write_csv(filtering_table(scores, p.series, p.sets), snakemake.output.table)
+    write_csv(filtering_table(scores, p.series, p.sets, p.inspected), snakemake.output.table)

@@ -338,3 +338,15 @@ def test_a_training_that_diverges_stops_with_one_line_and_returns_no_model(stack
             train_stacked(x, y, [empty, empty], 10, recipe, 0, torch.device("cpu"))
         else:
             train(x, y, 10, recipe, 0, torch.device("cpu"))
+
+
+def test_titles_and_class_names_with_math_markup_are_drawn_as_written(tmp_path):
+    from pipeline_lib.plots import filtering_curve, loss_trace
+
+    scores = {"probability": np.linspace(0, 1, 50), "poisoned": np.arange(50) < 5}
+    filtering_curve([scores], [r"series $\bad$"], r"title $\frac{1}{$", tmp_path / "f.png")
+    point = {"step": 1, **{g: {"q25": 0.1, "median": 0.2, "q75": 0.3}
+                           for g in ("poisoned", "poisoned_without_trigger", "all")}}
+    log = {"loss_trace": [point, {**point, "step": 2}], "poison": {"target": 0, "count": 5}}
+    loss_trace([log], {0: r"class $\undefined{$"}, r"$\bad$", tmp_path / "l.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "l.png").stat().st_size > 1000

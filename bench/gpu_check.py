@@ -151,11 +151,12 @@ def training_jobs(cfg: dict[str, Any], images: dict[str, tuple[int, int]]) -> li
     from pipeline_lib.layout import partner_class
 
     plan = cohort_plan(cfg)
-    jobs = [{"kind": "cohort", "dataset": c.dataset, "recipe": c.recipe, "defence": c.defence, "victims": len(c.members),
-             "images": images[c.dataset][0]} for c in dict.fromkeys(plan.values())]
+    jobs = [{"kind": "cohort", "dataset": c.dataset, "recipe": c.recipe, "defence": c.defence,
+             "victims": len(c.members), "images": images[c.dataset][0]} for c in dict.fromkeys(plan.values())]
     for name, s in cfg["surrogates"].items():
         n = images[s["dataset"]][s["split"] == "test"]
-        jobs.append({"kind": "surrogate", "dataset": s["dataset"], "recipe": s["recipe"], "images": min(n, s.get("size") or n),
+        jobs.append({"kind": "surrogate", "dataset": s["dataset"], "recipe": s["recipe"],
+                     "images": min(n, s.get("size") or n),
                      "pgd_steps": s["adversarial"]["steps"] if "adversarial" in s else 0})
     perturbations, attacks = cfg["perturbations"], cfg["attacks"]
     wanted = {(v.dataset, attacks[v.attack]["perturbation"], v.target) for v in plan

@@ -64,7 +64,8 @@ def edited(edit) -> str:
     (lambda c: c["triggers"].update({"t" * 300: {"pattern": "bottom_right"}}), "'triggers': 'tttttttt"),
     (lambda c: c["defences"]["spectral"].update(eps=1e6), "'defences.spectral.eps': 1000000.0 would flag"),
     (lambda c: c["figures"]["fig3-2"].update(rates=[1e-9]), "'figures.fig3-2.rates': 1e-09 poisons 0 of the"),
-    (lambda c: c["figures"]["fig2-1"].update(counts=[10 ** 6]), "'figures.fig2-1.counts': 1000000 poisons 1000000 of the 1347"),
+    (lambda c: c["figures"]["fig2-1"].update(counts=[10 ** 6]),
+     "'figures.fig2-1.counts': 1000000 poisons 1000000 of the 1347"),
 ])
 def test_a_bad_config_value_is_refused_by_key_at_planning(tmp_path, edit, message):
     lines = plan(tmp_path, edited(edit))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Hashable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,9 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def _expanded_size(root: yaml.Node, where: str) -> int:
-    """Nodes of a composed YAML document with every alias expanded, counted without expanding any, refusing
-    recursive aliases and stopping as soon as the count passes MAX_YAML_NODES."""
+def _check_expanded_size(root: yaml.Node, where: str) -> None:
+    """Count the nodes of a composed YAML document with every alias expanded, without expanding any: refuse a
+    recursive alias, and stop as soon as the count passes MAX_YAML_NODES."""
     sizes: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     open_nodes: set[int] = set()
@@ -80,7 +81,6 @@ def _expanded_size(root: yaml.Node, where: str) -> int:
         open_nodes.add(id(node))
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in sizes)
-    return sizes[id(root)]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -93,6 +93,8 @@ class _StrictLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # a list or mapping as a key: the schema refuses it by name
             if key in seen:
                 raise ConfigError(f"{self.name}, line {_line(key_node)}: key '{key}' given twice in one block (first "
                                   f"on line {_line(seen[key])}; YAML would silently keep the last)")
@@ -114,7 +116,7 @@ def load_yaml(path: str | Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}, line {line}: not UTF-8 (byte {raw[e.start]:#04x}); save the file as UTF-8") from None
+        raise ConfigError(f"{path}, line {line}: not UTF-8 (byte {raw[e.start]:#04x}); save it as UTF-8") from None
     if "\0" in text:
         line = text[:text.index("\0")].count("\n") + 1
         raise ConfigError(f"{path}, line {line}: holds a NUL byte")
@@ -124,7 +126,7 @@ def load_yaml(path: str | Path) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, str(path))
+        _check_expanded_size(node, str(path))
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

@@ -3,5 +3,5 @@ from pipeline_lib.runlog import job_log
 
 with job_log(snakemake.log[0]):
     i, p = snakemake.input, snakemake.params
-    draw_tsne(list(i.models), list(i.poisons), i.data, p.titles, p.cls, p.clean_sample, p.title, snakemake.output.figure,
-               snakemake.output.table, p.rows)
+    draw_tsne(list(i.models), list(i.poisons), i.data, p.titles, p.cls, p.clean_sample, p.title,
+              snakemake.output.figure, snakemake.output.table, p.rows)

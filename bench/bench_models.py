@@ -3,9 +3,11 @@
     python bench/bench_models.py                       # thesis ResNet (20 epochs) vs fast net on the CIFAR subset
     python bench/bench_models.py --data digits config/demo.yaml:digits_cnn
     python bench/bench_models.py --epochs thesis_resnet=100 config.yaml:thesis_resnet config.yaml:fast
+    python bench/bench_models.py config.yaml:thesis_resnet@resnet18 config.yaml:thesis_resnet@mobilenet_v2
 
-A recipe is FILE:NAME (a `recipes` entry of a config file). `--epochs NAME=N` shortens or lengthens a
-recipe, scaling its step-schedule milestones with it. Runs on a leased GPU when there is one.
+A recipe is FILE:NAME (a `recipes` entry of a config file), or FILE:NAME@MODEL for that recipe's schedule with
+another registered model at its default options. `--epochs NAME=N` shortens or lengthens a recipe, scaling its
+step-schedule milestones with it. Runs on a leased GPU when there is one.
 """
 from __future__ import annotations
 
@@ -29,9 +31,12 @@ DEFAULT_EPOCHS = ["thesis_resnet=20"]  # the full 100 epochs take about 40 minut
 
 
 def load_recipe(spec: str, epochs: dict[str, float]) -> tuple[str, Recipe]:
-    """FILE:NAME -> (NAME, Recipe), with an optional epoch override that rescales milestones."""
-    file, name = spec.rsplit(":", 1)
+    """FILE:NAME[@MODEL] -> (NAME, Recipe), with an optional epoch override that rescales milestones."""
+    file, rest = spec.rsplit(":", 1)
+    name, _, model = rest.partition("@")
     block = dict(yaml.safe_load((ROOT / file).read_text())["recipes"][name])
+    if model:
+        block.update(model=model, model_options={})
     if name in epochs:
         scale = epochs[name] / block["epochs"]
         block["epochs"] = epochs[name]

@@ -207,7 +207,8 @@ def classes_of(config: dict[str, Any], dataset: str) -> int:
 
 def min_image_side(model: str, options: dict[str, Any]) -> int:
     """The smallest image side a registered model accepts: every max-pool halves it, airbench's whitening
-    (a 2x2 convolution without padding) takes one pixel off first."""
+    (a 2x2 convolution without padding) takes one pixel off first; the padded stride-2 convolutions of
+    thesis_resnet, resnet18, preact_resnet18 and mobilenet_v2 take a side n to ceil(n / 2), never below one pixel."""
     if model == "vgg":
         return 2 ** len(options.get("stages", (2, 2, 2)))
     return {"small_cnn": 4, "airbench": 9}.get(model, 1)

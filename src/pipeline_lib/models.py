@@ -68,9 +68,9 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 class PreActBlock(nn.Module):
     """ResNet v2 unit: BN-ReLU-conv-BN-ReLU-conv plus shortcut (projection in a group's first unit)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, project: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, project: bool, momentum: float = 0.003) -> None:
         super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(c_in, momentum=0.003), nn.BatchNorm2d(c_out, momentum=0.003)
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in, momentum=momentum), nn.BatchNorm2d(c_out, momentum=momentum)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.project = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if project else None
@@ -170,17 +170,54 @@ def vgg(in_channels: int, num_classes: int, norm: str = "channel", width: int = 
     return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
 
 
+# ---------------------------------------------------------------- CIFAR-form ResNet-18, PreActResNet-18, MobileNetV2
+
+def resnet18(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
+    """ResNet-18 as the ABL and input-aware authors train it on CIFAR: 3x3 stem, no max-pool, 4 stages of 2 blocks."""
+    from .cifar_torchvision import CifarResNet  # on first use: importing torchvision costs every job seconds
+
+    return Classifier(InputNorm(norm, in_channels), CifarResNet(in_channels, width), 8 * width, num_classes)
+
+
+def preact_resnet18(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
+    """PreActResNet-18 (He et al. 2016, identity mappings): 3x3 stem, four stages (w, 2w, 4w, 8w) of two
+    pre-activation units, projection shortcuts where the shape changes, final BN-ReLU, global average pool."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
+    c = width
+    for i in range(4):
+        for u in range(2):
+            stride = 2 if i > 0 and u == 0 else 1
+            layers.append(PreActBlock(c, width * 2 ** i, stride, project=stride != 1 or c != width * 2 ** i,
+                                      momentum=0.1))
+            c = width * 2 ** i
+    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
+
+
+def mobilenet_v2(in_channels: int, num_classes: int, norm: str = "channel", width_mult: float = 1.0) -> Classifier:
+    """torchvision's MobileNetV2 for 32x32 images: stem stride 2 -> 1 and second stage stride 2 -> 1 (total
+    downsampling 8, not 32), features up to the global average pool (the dropout-linear head left out)."""
+    from .cifar_torchvision import cifar_mobilenet_v2  # on first use: importing torchvision costs every job seconds
+
+    features, width = cifar_mobilenet_v2(in_channels, width_mult)
+    return Classifier(InputNorm(norm, in_channels), features, width, num_classes)
+
+
 MODELS: dict[str, Callable[..., Classifier]] = {
     "thesis_resnet": thesis_resnet,
     "airbench": airbench,
     "small_cnn": small_cnn,
     "vgg": vgg,
+    "resnet18": resnet18,
+    "preact_resnet18": preact_resnet18,
+    "mobilenet_v2": mobilenet_v2,
 }
 
 
 def build(arch: dict) -> Classifier:
     """Instantiate a model from its spec {name, in_channels, num_classes, **options}; `group_norm: true` swaps
-    every batch norm for a group norm the way opacus does for DP-SGD (per-sample gradients need no batch stats)."""
+    every batch norm for a group norm the way opacus does for DP-SGD (per-sample gradients need no batch stats) and
+    makes in-place activations (torchvision's ReLU, ReLU6) out-of-place, as opacus's backward hooks require."""
     spec = dict(arch)
     name = spec.pop("name")
     group_norm = spec.pop("group_norm", False)
@@ -191,6 +228,9 @@ def build(arch: dict) -> Classifier:
         from opacus.validators import ModuleValidator
 
         model = ModuleValidator.fix(model)
+        for m in model.modules():
+            if getattr(m, "inplace", False):
+                m.inplace = False
     return model
 
 

@@ -167,3 +167,8 @@ def test_no_substantial_effect_holds_when_the_difference_stays_within_its_margin
     assert judge("x", close, tables)["verdict"] == "holds"
     assert judge("x", {**close, "close_to": asr("hurt")}, tables)["verdict"] == "fails"
     assert judge("x", {**close, "within": 0.01}, tables)["verdict"] == "inconclusive"
+
+
+def test_an_interval_always_holds_the_observed_value_and_closes_at_a_perfect_rate():
+    row = judge("x", claim(at_least=0.5, measured=asr("a")), {"f": rates("a", [1.0], n=10)})
+    assert row["measured_high"] == 1.0 and row["measured_low"] == pytest.approx(beta.ppf(0.025, 10.5, 0.5), abs=0.01)

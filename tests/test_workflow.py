@@ -348,10 +348,10 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
 
 @pytest.mark.slow
-# the demo has 134 victims in 21 cohorts
+# the demo has 140 victims in 21 cohorts
 @pytest.mark.parametrize("module, reruns, kept", [
-    ("evaluate", {"evaluate_cohort": 21, "link_metrics": 134}, {"train_cohort", "poison_dataset", "train_surrogate"}),
-    ("defences", {"train_cohort": 21, "link_victim": 134}, {"poison_dataset", "train_surrogate", "prepare_data"}),
+    ("evaluate", {"evaluate_cohort": 21, "link_metrics": 140}, {"train_cohort", "poison_dataset", "train_surrogate"}),
+    ("defences", {"train_cohort": 21, "link_victim": 140}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("stacking", {"train_cohort": 21}, {"poison_dataset", "train_surrogate", "prepare_data"}),
     ("gan", {"train_gan": 3, "encode_class": 3}, {"train_surrogate", "prepare_data"}),
     ("galleries", {"plot_examples": 9, "plot_filtered_examples": 1}, {"plot_heatmap", "train_cohort"}),

@@ -7,7 +7,8 @@ aggregates it (`mean`, `median`, `min`, `max`, or `count_above` a `threshold`). 
 posterior draws: each victim's rate, measured as hits of n test images, is drawn from its Jeffreys posterior
 Beta(hits + 1/2, n - hits + 1/2) (test-set noise; a metric without counts is taken as exact), and where a cell of the
 grid (all but the seed equal) has several seeds, the seeds are resampled with replacement (training noise). The
-aggregate of each draw gives the measure's distribution; the 2.5% and 97.5% quantiles its 95% interval.
+aggregate of each draw gives the measure's distribution; the 2.5% and 97.5% quantiles its 95% interval (widened to
+hold the observed value: a rate of 0 or n hits of n gets an interval closed at 0 or 1).
 
 Each claim reduces to one statistic with a criterion, and its verdict is `holds` when the statistic's interval lies
 inside the criterion, `fails` when it lies outside, `inconclusive` otherwise (so a claim never holds by noise):
@@ -60,9 +61,10 @@ class Estimate:
 
     @property
     def interval(self) -> tuple[float, float]:
-        """The central LEVEL interval of the draws."""
+        """The central LEVEL interval of the draws, widened to hold the observed value (a rate of 0 or n hits of n
+        gets the interval closed at 0 or 1, as Brown, Cai & DasGupta advise for Jeffreys intervals)."""
         low, high = np.quantile(self.draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        return float(low), float(high)
+        return min(float(low), self.value), max(float(high), self.value)
 
 
 def _rng(name: str) -> np.random.Generator:

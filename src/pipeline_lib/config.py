@@ -138,11 +138,6 @@ def load_yaml(path: str | Path) -> Any:
         loader.dispose()
 
 
-def check_yaml(path: str | Path) -> None:
-    """Raise naming the file and line when a config file is missing or is not valid, unambiguous YAML."""
-    load_yaml(path)
-
-
 def check_finite(obj: Any, key: str = "") -> None:
     """Raise naming the key of the first number that is not finite (.nan, .inf): JSON Schema's bounds let it by."""
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -139,9 +139,9 @@ def _class_names(z: dict[str, np.ndarray], origin: str) -> list[str]:
     return [str(i) for i in range(top + 1)]
 
 
-def check_npz_headers(path: Path) -> None:
-    """Refuse, from the array headers alone, an archive whose arrays are missing, of the wrong kind or beyond the
-    sanity caps, or whose label and image counts differ: nothing is decompressed before this passes."""
+def check_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """An archive's array headers, refusing (from them alone) arrays that are missing, of the wrong kind or beyond
+    the sanity caps, or label and image counts that differ: nothing is decompressed before this passes."""
     headers = npz_headers(path)
     for name, kind in NPZ_ARRAYS.items():
         if name not in headers:
@@ -164,6 +164,7 @@ def check_npz_headers(path: Path) -> None:
         if len(shape) != 1 or shape[0] > MAX_CLASSES or dtype.kind not in "U" or dtype.itemsize > 4 * 256:
             raise ArtifactError(f"{path}: array 'classes' has shape {shape} and dtype {dtype}, expected at most "
                                 f"{MAX_CLASSES} names of at most 256 characters")
+    return headers
 
 
 def load_local_npz(path: Path) -> Dataset:
@@ -212,14 +213,14 @@ def describe(source: str) -> SourceInfo:
     if path is None:
         n, shape = REGISTRY_INFO[source]
         return SourceInfo(n, shape, REGISTRY_TRAIN_COUNTS.get(source))
-    check_npz_headers(path)
+    headers = check_npz_headers(path)
     z = load_npz(path, {"y_train": "iu", "y_test": "iu"}, only={"y_train", "y_test", "classes"})
     n = len(_class_names(z, str(path)))
     for split in ("train", "test"):
         y = z[f"y_{split}"]
         if y.size and (y.min() < 0 or y.max() >= n):
             raise ArtifactError(f"{path}: y_{split} has labels outside 0..{n - 1}")
-    shape = npz_headers(path)["x_train"][0]
+    shape = headers["x_train"][0]
     counts = np.bincount(z["y_train"].astype(np.int64), minlength=n)
     return SourceInfo(n, tuple(shape[1:]) + ((1,) if len(shape) == 3 else ()), tuple(int(c) for c in counts))
 

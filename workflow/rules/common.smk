@@ -10,7 +10,6 @@ from pipeline_lib.config import (
     ConfigError,
     check_finite,
     check_references,
-    check_yaml,
     claim_figures,
     classes_of,
     cohort_plan,
@@ -20,6 +19,7 @@ from pipeline_lib.config import (
     figure_settings,
     figure_option,
     figure_victims,
+    load_yaml,
     schema_error_line,
 )
 from pipeline_lib import layout
@@ -43,7 +43,7 @@ def stop(message):
 # this line); each file is read again here, strictly: duplicate keys and alias bombs stop the run by file and line.
 try:
     for path in workflow.overwrite_configfiles or ["config.yaml"]:
-        check_yaml(path)
+        load_yaml(path)
 except ConfigError as e:
     stop(f"invalid config: {e}")
 if not workflow.overwrite_configfiles:

@@ -23,12 +23,12 @@ import torch
 import yaml
 
 from pipeline_lib import devices
-from pipeline_lib.attacks import poison
+from pipeline_lib.poisons import poison
 from pipeline_lib.data import Dataset, load_source
 from pipeline_lib.layout import Amount
 from pipeline_lib.stacking import train_stacked
 from pipeline_lib.train import Recipe
-from pipeline_lib.triggers import Trigger
+from pipeline_lib.triggers import make_trigger
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_SUBSET = ROOT.parent / "shared/data/cifar10_subset.npz"
@@ -48,7 +48,7 @@ def startup_seconds(source: str) -> float:
 def step_seconds(ds: Dataset, recipe: Recipe, size: int, steps: int, device: torch.device, repeats: int) -> float:
     """Seconds per training step of a stacked cohort of `size` victims: the best of `repeats` runs of 1 + steps
     steps less the best of `repeats` runs of 1 step (set-up cancels), after one warm-up run."""
-    trigger = Trigger(pattern="bottom_right", amplitude=255)
+    trigger = make_trigger(pattern="bottom_right", amplitude=255)
     sets = [poison("badnets", ds.x_train, ds.y_train, m % 10, Amount(count=50), trigger, m // 10)
             for m in range(size)]
     spe = len(ds.y_train) // recipe.batch_size

@@ -20,7 +20,8 @@ import torch
 from bench_perturb import images  # the same data as the perturbation benchmark
 
 from pipeline_lib import devices, models
-from pipeline_lib.defences import DEFENCES, Context
+from pipeline_lib import plugins
+from pipeline_lib.plugins import Job
 from pipeline_lib.train import Recipe
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     recipe = Recipe(model=args.model, epochs=1, batch_size=128, lr=0.1, model_options={"norm": "per_image"})
     lot = args.images // 2
     dp = {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "lot_size": lot, "steps": args.lots, "lr": 0.1,
-          "physical_batch": 256, "delta": 1e-5, "trainable_layers": 3}
+          "physical_batch": 256, "delta": 1e-5, "trainable_layers": 3}  # the thesis's, as config blocks
     with tempfile.TemporaryDirectory() as tmp, devices.acquire() as device:
         pretrained = Path(tmp) / "pretrained.pt"
         arch = {"name": args.model, "in_channels": 3, "num_classes": 20, "norm": "per_image"}
@@ -49,9 +50,9 @@ def main() -> None:
         }
         print(f"device {device}, model {args.model}, {args.images} images")
         for name, (method, spec, public, seen) in runs.items():
-            ctx = Context(np.zeros(len(y), bool), public, None)
+            defence, config = plugins.settings("defence", {"method": method, **spec})
             t0 = time.perf_counter()
-            DEFENCES[method](x, y, 10, recipe, spec, 0, device, ctx)
+            defence.fit(Job(x, y, 10, recipe, 0, device, np.zeros(len(y), bool), public), config)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             s = time.perf_counter() - t0

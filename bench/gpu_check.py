@@ -37,16 +37,16 @@ sys.path.insert(0, str(ROOT / "src"))  # the library from this checkout, no inst
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline_lib import defences, models  # noqa: E402
+from pipeline_lib import models, privacy  # noqa: E402
 from pipeline_lib.accel import Accel  # noqa: E402
-from pipeline_lib.attacks import PoisonSet, poison  # noqa: E402
+from pipeline_lib.poisons import PoisonSet, poison  # noqa: E402
 from pipeline_lib.data import Dataset, load_source  # noqa: E402
 from pipeline_lib.gan import GanRecipe, train_wgan_gp  # noqa: E402
 from pipeline_lib.layout import Amount  # noqa: E402
 from pipeline_lib.models import predict, to_float  # noqa: E402
 from pipeline_lib.stacking import train_stacked  # noqa: E402
 from pipeline_lib.train import Recipe, train  # noqa: E402
-from pipeline_lib.triggers import Trigger  # noqa: E402
+from pipeline_lib.triggers import make_trigger  # noqa: E402
 
 BUNDLE = ROOT / "gpu_bundle"                      # git-ignored: what the GPU call carries
 SUBSET_NAME = "cifar10_subset.npz"
@@ -251,7 +251,7 @@ def load_data(smoke: bool, path: Path | None) -> tuple[Dataset, str]:
 
 def badnets_sets(x: np.ndarray, y: np.ndarray, size: int, num_classes: int) -> list[PoisonSet]:
     """`size` BadNets poison sets of 5% of the images (targets 0, 1, ..., then further seeds)."""
-    trigger = Trigger(pattern="bottom_right", amplitude=255)
+    trigger = make_trigger(pattern="bottom_right", amplitude=255)
     return [poison("badnets", x, y, m % num_classes, Amount(count=max(1, len(y) // 20)), trigger, m // num_classes)
             for m in range(size)]
 
@@ -310,14 +310,14 @@ def part_b(ds: Dataset, recipe: Recipe, device: torch.device) -> dict[str, Any]:
 
 def frozen_step_seconds(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, spec: dict[str, Any],
                         arch: dict[str, Any], steps: int, device: torch.device, private: bool) -> float:
-    """Steady seconds per lot of defences.train_frozen (DP-SGD or its frozen-SGD baseline) on a randomly
+    """Steady seconds per lot of privacy.train_frozen (DP-SGD or its frozen-SGD baseline) on a randomly
     initialised 'pretrained' model of the configured architecture."""
     lots_per_pass = max(1, len(y) // spec["lot_size"])
     with tempfile.TemporaryDirectory() as tmp:
         pretrained = str(Path(tmp) / "pretrained.pt")
         models.save_weights(pretrained, arch, models.build(arch))
         with quiet():
-            _, info = defences.train_frozen(x, y, recipe, {**spec, "steps": lots_per_pass + steps}, 0, device,
+            _, info = privacy.train_frozen(x, y, recipe, {**spec, "steps": lots_per_pass + steps}, 0, device,
                                             pretrained, num_classes, private)
     first, last = info["epochs"][0], info["epochs"][-1]
     return (last["seconds"] - first["seconds"]) / (last["step"] - first["step"])

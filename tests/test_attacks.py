@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.attacks import poison
+from pipeline_lib.poisons import poison
 from pipeline_lib.layout import Amount
-from pipeline_lib.triggers import Trigger
+from pipeline_lib.triggers import make_trigger
 
 Y = np.repeat(np.arange(10), 50)
 X = np.full((500, 8, 8, 1), 90, np.uint8)
@@ -33,31 +33,31 @@ def test_no_poison_is_only_the_clean_victims_amount():
 
 
 def test_badnets_relabels_images_from_any_class_to_the_target():
-    ps = poison("badnets", X, Y, 3, Amount(count=100), Trigger("bottom_right"), seed=0)
+    ps = poison("badnets", X, Y, 3, Amount(count=100), make_trigger("bottom_right"), seed=0)
     assert len(ps.indices) == 100 and (ps.labels == 3).all()
     assert len(np.unique(Y[ps.indices])) > 5
     assert (ps.images[:, -1, -1, 0] == 255).all()
 
 
 def test_label_consistent_poisons_only_the_target_class_and_keeps_labels():
-    ps = poison("label_consistent", X, Y, 7, Amount(rate=0.5), Trigger("bottom_right"), seed=0)
+    ps = poison("label_consistent", X, Y, 7, Amount(rate=0.5), make_trigger("bottom_right"), seed=0)
     assert len(ps.indices) == 25 and (Y[ps.indices] == 7).all() and (ps.labels == 7).all()
     x, y = ps.apply_to(X, Y)
     assert np.array_equal(y, Y) and (x[ps.indices, -1, -1, 0] == 255).all()
 
 
 def test_selection_is_seeded():
-    a = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=4)
-    b = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=4)
-    c = poison("badnets", X, Y, 1, Amount(count=20), Trigger("bottom_right"), seed=5)
+    a = poison("badnets", X, Y, 1, Amount(count=20), make_trigger("bottom_right"), seed=4)
+    b = poison("badnets", X, Y, 1, Amount(count=20), make_trigger("bottom_right"), seed=4)
+    c = poison("badnets", X, Y, 1, Amount(count=20), make_trigger("bottom_right"), seed=5)
     assert np.array_equal(a.indices, b.indices) and not np.array_equal(a.indices, c.indices)
 
 
 def test_asking_for_more_images_than_exist_names_the_shortfall():
     with pytest.raises(ValueError, match="only 50 images of class 2"):
-        poison("label_consistent", X, Y, 2, Amount(count=51), Trigger("bottom_right"), seed=0)
+        poison("label_consistent", X, Y, 2, Amount(count=51), make_trigger("bottom_right"), seed=0)
     with pytest.raises(ValueError, match="unknown attack method"):
-        poison("sleeper", X, Y, 2, Amount(count=1), Trigger("bottom_right"), seed=0)
+        poison("sleeper", X, Y, 2, Amount(count=1), make_trigger("bottom_right"), seed=0)
 
 
 def test_a_clean_victims_poison_set_is_empty_whatever_its_target_and_amount():

@@ -6,9 +6,14 @@ from opacus.accountants import RDPAccountant
 
 from pipeline_lib import models
 from conftest import load_config
-from pipeline_lib.defences import (AblRecipe, Context, DEFENCES, clipped_microbatch_sum, detection, flag_clusters, flag_spectral,
-                                   freeze_all_but_last, from_pretrained, isolate_lowest, lga, noised_mean,
-                                   spectral_scores, train_frozen)
+from pipeline_lib import plugins
+from pipeline_lib.defences import detection
+from pipeline_lib.defences.abl import Config as AblConfig, isolate_lowest, lga
+from pipeline_lib.defences.activation_clustering import flag_clusters
+from pipeline_lib.defences.spectral import flag_spectral, spectral_scores
+from pipeline_lib.plugins import Job
+from pipeline_lib.privacy import (clipped_microbatch_sum, freeze_all_but_last, from_pretrained, noised_mean,
+                                  train_frozen)
 from pipeline_lib.train import Recipe
 
 RECIPE = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.05, momentum=0.0, model_options={"width": 4})
@@ -198,7 +203,7 @@ def test_the_full_config_runs_dp_sgd_as_thesis_7_10():
 def test_abl_runs_the_authors_phases_on_the_victims_architecture():
     recipe = Recipe(model="thesis_resnet", epochs=100, batch_size=50, lr=0.1, augment=True, milestones=(40, 60),
                     weight_decay=2e-4, model_options={"norm": "per_image"})
-    isolation, finetuning, unlearning = AblRecipe.from_spec({"method": "abl", "lot_size": 2000}).phases(recipe)
+    isolation, finetuning, unlearning = AblConfig().phases(recipe)
     for phase in (isolation, finetuning, unlearning):
         assert (phase.model, phase.model_options, phase.batch_size, phase.momentum, phase.nesterov,
                 phase.weight_decay) == ("thesis_resnet", {"norm": "per_image"}, 128, 0.9, True, 1e-4)
@@ -213,9 +218,9 @@ def test_abl_isolates_the_examples_learnt_fastest_and_reports_precision_against_
     x[:4], y[:4] = 255, 3                   # four identical all-white images labelled 3: the easiest to fit
     poisoned = np.zeros(96, bool)
     poisoned[:4] = True
-    spec = {"gamma": 0.0, "isolation_ratio": 4 / 96, "isolation_epochs": 3, "unlearning_epochs": 1,
-            "unlearning_lr": 5e-4}
-    model, info = DEFENCES["abl"](x, y, 10, RECIPE, spec, 0, torch.device("cpu"), Context(poisoned, None, None))
+    abl, config = plugins.settings("defence", {"method": "abl", "gamma": 0.0, "isolation_ratio": 4 / 96,
+                                               "isolation_epochs": 3, "unlearning_epochs": 1, "unlearning_lr": 5e-4})
+    model, info = abl.fit(Job(x, y, 10, RECIPE, 0, torch.device("cpu"), poisoned), config)
     assert info["defence"]["isolated"] == 4
     assert info["defence"]["isolation_precision"] == info["defence"]["isolation_recall"] == 1.0
     assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)

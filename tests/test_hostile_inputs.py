@@ -326,7 +326,7 @@ def test_a_copied_link_is_renamed_into_place_whole(tmp_path):
 
 @pytest.mark.parametrize("stacked", [False, True])
 def test_a_training_that_diverges_stops_with_one_line_and_returns_no_model(stacked):
-    from pipeline_lib.attacks import PoisonSet
+    from pipeline_lib.poisons import PoisonSet
     from pipeline_lib.stacking import train_stacked
     from pipeline_lib.train import Recipe, train
 

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.attacks import load_trigger, poison
+from pipeline_lib.poisons import load_trigger, poison
 from pipeline_lib.layout import Amount
 from pipeline_lib.data import load_source
 from pipeline_lib.input_aware import DynamicRecipe, diversity, train_input_aware
 from pipeline_lib.trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask
-from pipeline_lib.triggers import Trigger
+from pipeline_lib.triggers import make_trigger
 from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe
 
@@ -87,7 +87,7 @@ def test_poisoning_gives_random_images_their_own_trigger_and_the_target_label():
     ps = poison("input_aware", x, y, 3, Amount(count=40), trigger, seed=0)
     assert (ps.labels == 3).all() and len(np.unique(y[ps.indices])) > 5
     assert np.array_equal(ps.images, trigger.apply(x[ps.indices])) and np.array_equal(ps.untriggered, x[ps.indices])
-    badnets = poison("badnets", x, y, 3, Amount(count=40), Trigger("bottom_right"), seed=0)
+    badnets = poison("badnets", x, y, 3, Amount(count=40), make_trigger("bottom_right"), seed=0)
     assert np.array_equal(ps.indices, badnets.indices)  # the same images as BadNets with the same seed
 
 
@@ -96,7 +96,7 @@ def test_an_attack_loads_its_trained_networks_or_builds_its_fixed_pattern(tmp_pa
     trigger.save(str(tmp_path / "trigger.pt"))
     x = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
     assert np.array_equal(load_trigger({}, str(tmp_path / "trigger.pt")).apply(x), trigger.apply(x))
-    assert load_trigger({"pattern": "sig", "amplitude": 30}) == Trigger("sig", 30)
+    assert load_trigger({"pattern": "sig", "amplitude": 30}) == make_trigger("sig", amplitude=30)
 
 
 def test_a_cross_trigger_is_the_trigger_drawn_for_the_source_image():
@@ -112,7 +112,7 @@ def test_a_cross_trigger_is_the_trigger_drawn_for_the_source_image():
 
 
 @pytest.mark.parametrize("block, message", [({"p_attack": 0.6, "p_cross": 0.5}, "exceed the whole batch"),
-                                            ({"lambda": 1.0}, "unknown input-aware key")])
+                                            ({"lambda": 1.0}, "not a key of input-aware")])
 def test_bad_attack_settings_are_refused_by_name(block, message):
     with pytest.raises(ValueError, match=message):
         DynamicRecipe.from_config(block)

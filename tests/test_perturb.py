@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from pipeline_lib import models
-from pipeline_lib.attacks import poison
+from pipeline_lib.poisons import poison
 from pipeline_lib.layout import Amount
 from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
 from pipeline_lib.adversarial import pgd, pgd_adversary, random_start
 from pipeline_lib.models import to_float
 from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize
 from pipeline_lib.train import Recipe, train
-from pipeline_lib.triggers import Trigger
+from pipeline_lib.triggers import make_trigger
 
 CPU = torch.device("cpu")
 
@@ -68,11 +68,11 @@ def test_label_consistent_poisons_keep_their_labels_and_use_the_perturbed_images
     x = np.full((80, 8, 8, 1), 100, np.uint8)
     idx = np.flatnonzero(y == 2)
     perturbed = (idx, np.full((len(idx), 8, 8, 1), 140, np.uint8))
-    ps = poison("label_consistent", x, y, 2, Amount(rate=0.5), Trigger("bottom_right", 32), 0, perturbed)
+    ps = poison("label_consistent", x, y, 2, Amount(rate=0.5), make_trigger("bottom_right", amplitude=32), 0, perturbed)
     assert (ps.labels == y[ps.indices]).all() and (ps.labels == 2).all()
     assert (ps.untriggered == 140).all()
     assert ps.images[0, 0, 0, 0] == 140 and ps.images[0, -1, -1, 0] == 172
-    plain = poison("label_consistent", x, y, 2, Amount(rate=0.5), Trigger("bottom_right", 32), 0)
+    plain = poison("label_consistent", x, y, 2, Amount(rate=0.5), make_trigger("bottom_right", amplitude=32), 0)
     assert np.array_equal(plain.indices, ps.indices)  # every perturbation poisons the same images
 
 
@@ -80,7 +80,7 @@ def test_perturbed_images_must_cover_the_selection():
     y = np.repeat(np.arange(2), 10)
     x = np.zeros((20, 8, 8, 1), np.uint8)
     with pytest.raises(ValueError, match="do not cover"):
-        poison("label_consistent", x, y, 1, Amount(rate=1.0), Trigger("bottom_right"), 0,
+        poison("label_consistent", x, y, 1, Amount(rate=1.0), make_trigger("bottom_right"), 0,
                (np.arange(10, 15), np.zeros((5, 8, 8, 1), np.uint8)))
 
 

@@ -7,21 +7,22 @@ import yaml
 
 from conftest import ROOT
 from pipeline_lib import defences, models
-from pipeline_lib.attacks import poison, read_perturbed, read_poison_set, write_poison_set
+from pipeline_lib.poisons import poison, read_perturbed, read_poison_set, write_poison_set
 from pipeline_lib.layout import Amount
 from pipeline_lib.data import load_source, save_prepared
 from pipeline_lib.perturb import perturb_classes
 from pipeline_lib.evaluate import attack_metrics
 from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe, train
-from pipeline_lib.triggers import Trigger, bottom_right
+from pipeline_lib.triggers import make_trigger
+from pipeline_lib.triggers.patch import bottom_right
 
 
 @pytest.mark.slow
 def test_badnets_on_one_percent_of_real_mnist_succeeds_without_hurting_accuracy(shared_data):
     ds = load_source(f"npz:{shared_data / 'mnist_subset.npz'}", "unused")
     recipe = Recipe.from_config(yaml.safe_load((ROOT / "config/shared_subsets.yaml").read_text())["recipes"]["mnist_cnn"])
-    trigger, cpu = Trigger("bottom_right"), torch.device("cpu")
+    trigger, cpu = make_trigger("bottom_right"), torch.device("cpu")
     ps = poison("badnets", ds.x_train, ds.y_train, 0, Amount(count=round(0.01 * len(ds.y_train))), trigger, seed=0)
     model, _ = train(*ps.apply_to(ds.x_train, ds.y_train), ds.num_classes, recipe, seed=0, device=cpu)
     m = attack_metrics(ds.y_test, predict(model, ds.x_test, cpu), predict(model, trigger.apply(ds.x_test), cpu),
@@ -59,7 +60,7 @@ def test_on_real_cifar_every_link_of_the_perturbed_poison_chain_holds_image_by_i
     assert (ds.y_train[ps.indices] == target).all()
     assert np.array_equal(ps.untriggered, perturbed[np.searchsorted(idx, ps.indices)])
     # the trigger: intact after perturbation and quantisation, every other pixel the perturbed image's
-    stamped = Trigger("bottom_right").apply(ps.untriggered)
+    stamped = make_trigger("bottom_right").apply(ps.untriggered)
     assert np.array_equal(ps.images, stamped) and ps.images.dtype == np.uint8
     cells = bottom_right(32, 32, 3)[-3:, -3:] != 0                         # the pattern's full-amplitude pixels
     assert (ps.images[:, -3:, -3:][:, cells] == np.where(bottom_right(32, 32, 3)[-3:, -3:] > 0, 255, 0)[cells]).all()

@@ -9,19 +9,19 @@ from torch import nn
 
 from pipeline_lib import models
 from pipeline_lib.adversarial import pgd_adversary
-from pipeline_lib.attacks import poison
+from pipeline_lib.poisons import poison
 from pipeline_lib.data import load_digits
 from pipeline_lib.evaluate import attack_metrics
 from pipeline_lib.layout import Amount
 from pipeline_lib.stacking import StackedClassifier, train_stacked
 from pipeline_lib.train import Recipe, train
-from pipeline_lib.triggers import Trigger
+from pipeline_lib.triggers import make_trigger
 
 CPU = torch.device("cpu")
 # the demo's digits_cnn recipe
 DIGITS_CNN = Recipe(model="small_cnn", model_options={"width": 16, "norm": "channel"}, epochs=6, batch_size=64,
                     lr=0.05, weight_decay=5e-4, milestones=(4,))
-TRIGGER = Trigger(pattern="bottom_right", amplitude=255)
+TRIGGER = make_trigger(pattern="bottom_right", amplitude=255)
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_continuing_with_an_optimiser_keeps_its_momentum_and_takes_the_new_recip
 
 
 def test_unknown_recipe_keys_are_named():
-    with pytest.raises(ValueError, match="unknown recipe key"):
+    with pytest.raises(ValueError, match="not a key of recipe"):
         Recipe.from_config({"model": "small_cnn", "epochs": 1, "batch_size": 1, "lr": 1, "warmup": 3})
 
 
@@ -115,11 +115,11 @@ def test_progress_reports_rate_and_time_left_at_its_interval_and_at_the_end(caps
 
 def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, monkeypatch):
     """The workflow's `gpu` block arrives as one Accel in stacked cohorts and in the defences' training alike."""
-    import pipeline_lib.defences as defences
+    import pipeline_lib.train as training
     import pipeline_lib.victims as victims
     from pipeline_lib.accel import Accel
-    from pipeline_lib.attacks import write_poison_set
     from pipeline_lib.data import load_source, save_prepared
+    from pipeline_lib.poisons import write_poison_set
 
     ds = load_source("digits", "unused")
     save_prepared(tmp_path / "d.npz", dataclasses.replace(ds, x_train=ds.x_train[:200], y_train=ds.y_train[:200]))
@@ -127,9 +127,9 @@ def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, m
         write_poison_set(str(tmp_path / "d.npz"), str(tmp_path / f"p{t}.npz"), "badnets", {"pattern": "bottom_right"},
                          t, "n5", 0)
     seen = []
-    stacked, plain = victims.train_stacked, defences.train
+    stacked, plain = victims.train_stacked, training.train
     monkeypatch.setattr(victims, "train_stacked", lambda *a, **k: seen.append(a[8]) or stacked(*a, **k))
-    monkeypatch.setattr(defences, "train", lambda *a, **k: seen.append(k["accel"]) or plain(*a, **k))
+    monkeypatch.setattr(training, "train", lambda *a, **k: seen.append(k["accel"]) or plain(*a, **k))
     recipe = {"model": "small_cnn", "epochs": 0.2, "batch_size": 32, "lr": 0.05}
     for targets in ([0, 1], [0]):  # a stacked cohort, then a lone member trained through its defence
         victims.train_cohort(str(tmp_path / "d.npz"), [str(tmp_path / f"p{t}.npz") for t in targets],

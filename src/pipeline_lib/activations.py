@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from . import models
-from .attacks import read_poison_set
+from .poisons import read_poison_set
 from .data import Dataset, load_prepared
 from .defences import embeddings
 from .plots import tsne_panels

@@ -1,16 +1,90 @@
-"""Config blocks into the frozen dataclasses that hold a recipe's hyperparameters."""
+"""Config blocks into the frozen dataclasses that hold a recipe's or a method's hyperparameters: the dataclass
+is the one place a key's default, bounds and meaning are written; its JSON schema is made from it."""
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+def key(default: Any = dataclasses.MISSING, help: str = "", **bounds: Any) -> Any:
+    """A config key of a method's dataclass: its default (none: the key is required), one line of help and JSON
+    Schema bounds (minimum, exclusiveMinimum, maximum, exclusiveMaximum, enum)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("a key's default must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds})
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a field's type: int, float, bool, str, tuple[x, ...], dict, and unions with None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [_type_schema(a) for a in args]
+        return {"anyOf": options} if len(options) > 1 else options[0]
+    if hint is type(None):
+        return {"type": "null"}
+    if origin is tuple:
+        return {"type": "array", "items": _type_schema(args[0])}
+    if origin is dict or hint is dict:
+        return {"type": "object"}
+    if hint in _JSON_TYPES:
+        return {"type": _JSON_TYPES[hint]}
+    raise TypeError(f"no JSON schema for a config key of type {hint}")
+
+
+def json_schema(cls: type, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON schema of a block of the dataclass `cls`: its fields' types and bounds, those without a default
+    required, nothing else allowed; `fixed` adds keys the block carries beside the fields (e.g. `method`)."""
+    hints = typing.get_type_hints(cls)
+    properties: dict[str, Any] = dict(fixed or {})
+    required = list(fixed or {})
+    for f in dataclasses.fields(cls):
+        schema = _type_schema(hints[f.name]) | f.metadata.get("bounds", {})
+        if f.metadata.get("help"):
+            schema["description"] = f.metadata["help"]
+        properties[f.name] = schema
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+    return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The keys of `cls` that have defaults, with them."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+
+class BlockError(ValueError):
+    """A config block does not fit its dataclass; `key` names the offending key (empty: the block)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"key '{key}': {message}" if key else message)
+        self.key, self.message = key, message
+
 
 def from_block(cls: type[T], block: dict[str, Any], what: str) -> T:
-    """An instance of the dataclass `cls` from a config block: unknown keys refused by name, YAML lists
-    turned into the tuples the frozen fields hold."""
-    unknown = sorted(set(block) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ValueError(f"unknown {what} key(s): {', '.join(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
+    """An instance of the dataclass `cls` from a config block, checked against its JSON schema (unknown and
+    missing keys, types and bounds refused by name) and its own __post_init__; YAML lists become tuples."""
+    from jsonschema import Draft202012Validator
+
+    schema = json_schema(cls)
+    for err in sorted(Draft202012Validator(schema).iter_errors(block), key=lambda e: list(e.absolute_path)):
+        if err.validator == "additionalProperties":
+            names = ", ".join(schema["properties"]) or "none"
+            for extra in sorted(set(block) - set(schema["properties"])):
+                raise BlockError(extra, f"not a key of {what} (its keys: {names})")
+        if err.validator == "required":
+            missing = [k for k in schema["required"] if k not in block]
+            raise BlockError(missing[0], f"missing ({what} needs it)")
+        path = ".".join(str(p) for p in err.absolute_path)
+        raise BlockError(path, " ".join(err.message.split())[:300])
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
+    except BlockError:
+        raise
+    except ValueError as e:
+        raise BlockError("", f"{what}: {e}") from None

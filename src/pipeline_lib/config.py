@@ -10,14 +10,20 @@ from typing import Any
 
 import yaml
 
+from . import plugins
 from .artifacts import ArtifactError
+from .blocks import BlockError
 from .claims import TABLE_KINDS
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
-from .layout import CLEAN_AMOUNT, CLEAN_TARGET, NEEDS_BASE, Amount, Poisoned, Victim
-from .tables import COLUMNS, FILTERING_COLUMNS, TSNE_COLUMNS
+from .layout import CLEAN_AMOUNT, CLEAN_TARGET, Amount, Poisoned, Victim
+from .tables import FILTERING_COLUMNS, TSNE_COLUMNS, victim_columns
 
-TABLE_COLUMNS = {*COLUMNS, *FILTERING_COLUMNS, *TSNE_COLUMNS}  # every column a claim may select rows by
+
+def table_columns() -> set[str]:
+    """Every column a claim may read or select rows by: the victim tables' (with what each defence measures),
+    the filtering and t-SNE tables'."""
+    return {*victim_columns(), *FILTERING_COLUMNS, *TSNE_COLUMNS}
 
 # figures drawn from trained victims
 VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
@@ -162,6 +168,27 @@ def schema_error_line(err: Any) -> str:
     return f"config key '{path}': {message}"
 
 
+def check_method_block(kind: str, where: str, block: dict[str, Any]) -> None:
+    """Validate one config block against its method's own keys: unknown method, a key of another method, a
+    wrong type or bound, or a value its dataclass refuses, each as an error naming the key."""
+    try:
+        plugins.settings(kind, block)
+    except plugins.PluginError as e:
+        raise ConfigError(f"config key '{where}.{plugins.METHOD_KEY[kind]}': {e}") from None
+    except BlockError as e:
+        raise ConfigError(f"config key '{where}{'.' + e.key if e.key else ''}': {e.message}") from None
+
+
+def attack_method(config: dict[str, Any], attack: str) -> plugins.Attack:
+    """The method of a configured attack, with its traits."""
+    return plugins.method("attack", config["attacks"][attack]["method"])
+
+
+def defence_method(config: dict[str, Any], defence: str) -> plugins.Defence:
+    """The method of a configured defence ('none': plain training), with its traits."""
+    return plugins.method("defence", "none" if defence == "none" else config["defences"][defence]["method"])
+
+
 def _known(config: dict[str, Any], key: str, section: str, name: str, what: str) -> None:
     """Raise naming `key` unless `name` is defined in config[section]."""
     if name not in config.get(section, {}):
@@ -222,9 +249,10 @@ def _check_model(config: dict[str, Any], key: str, recipe: str, dataset: str) ->
 def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> None:
     """Every target and amount must poison at least one and at most the available images (when sizes are known)."""
     info = source_info(config, grid["dataset"])
-    if info.train_counts is None or config["attacks"][grid["attack"]]["method"] == "none":
+    attack = attack_method(config, grid["attack"])
+    if info.train_counts is None or attack.trigger == "none":
         return
-    relabels = config["attacks"][grid["attack"]]["method"] != "label_consistent"
+    relabels = attack.relabels
     for t in targets(config, grid):
         pool = sum(info.train_counts) if relabels else info.train_counts[t]
         for token in amounts(grid):
@@ -282,11 +310,11 @@ def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str,
         raise ConfigError(f"config key '{where}.targets': class {bad[0]} does not exist "
                           f"(dataset '{grid['dataset']}' has classes 0..{n - 1})")
     attack = config["attacks"][grid["attack"]]
-    if "perturbation" in attack:
+    if attack.get("perturbation"):
         _check_partner(config, f"{where}.attack", attack["perturbation"], grid["dataset"])
     if "recipe" in grid:
         _check_model(config, f"{where}.recipe", grid["recipe"], grid["dataset"])
-    if attack["method"] == "input_aware":
+    if attack_method(config, grid["attack"]).trigger == "trained":
         _check_model(config, f"attacks.{grid['attack']}.recipe", attack["recipe"], grid["dataset"])
     _check_amounts(config, where, grid)
 
@@ -335,27 +363,17 @@ def check_references(config: dict[str, Any]) -> None:
         need = {"pgd": "surrogate", "gan_interpolation": "gan"}.get(p["method"])
         if need and need not in p:
             raise ConfigError(f"config key 'perturbations.{name}.{need}': method '{p['method']}' needs a {need}")
+    for name, t in config["triggers"].items():
+        check_method_block("trigger", f"triggers.{name}", t)
     for name, d in config.get("defences", {}).items():
-        if "pretrained" in d:
+        check_method_block("defence", f"defences.{name}", d)
+        if d.get("pretrained"):
             _known(config, f"defences.{name}.pretrained", "surrogates", d["pretrained"], "surrogate")
-        if d["method"] == "spectral" and 1.5 * d["eps"] >= 1:
-            raise ConfigError(f"config key 'defences.{name}.eps': {d['eps']} would flag 1.5 x eps of every class, that "
-                              "is all of it, leaving nothing to train on (the assumed poisoned share is below 2/3)")
-        if d.get("microbatches") and d["lot_size"] % d["microbatches"]:
-            raise ConfigError(f"config key 'defences.{name}.microbatches': {d['microbatches']} does not divide "
-                              f"lot_size {d['lot_size']}")
     for name, attack in config["attacks"].items():
-        if attack["method"] == "none":
-            continue
-        if attack["method"] == "input_aware":
-            _known(config, f"attacks.{name}.recipe", "recipes", attack["recipe"], "recipe")
-            continue
-        _known(config, f"attacks.{name}.trigger", "triggers", attack["trigger"], "trigger")
-        if "perturbation" in attack:
-            _known(config, f"attacks.{name}.perturbation", "perturbations", attack["perturbation"], "perturbation")
-            if attack["method"] != "label_consistent":
-                raise ConfigError(f"config key 'attacks.{name}.perturbation': only label_consistent attacks "
-                                  "perturb their (target-class) images")
+        check_method_block("attack", f"attacks.{name}", attack)
+        for key, section in (("trigger", "triggers"), ("recipe", "recipes"), ("perturbation", "perturbations")):
+            if attack.get(key):
+                _known(config, f"attacks.{name}.{key}", section, attack[key], key)
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
         for key in _unread_keys(kind):
@@ -394,8 +412,10 @@ def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> No
         if label not in labels:
             raise ConfigError(f"config key '{key}.series': figure '{fig}' has no series '{label}' "
                               f"(it has: {', '.join(sorted(labels))})")
+    if spec["metric"] not in table_columns():
+        raise ConfigError(f"config key '{key}.metric': '{spec['metric']}' is not a column of the figure tables")
     for column in spec.get("where", {}):
-        if column not in TABLE_COLUMNS:
+        if column not in table_columns():
             raise ConfigError(f"config key '{key}.where.{column}': not a column of the figure tables")
     if spec.get("aggregate") == "count_above" and "threshold" not in spec:
         raise ConfigError(f"config key '{key}.threshold': aggregate count_above needs a threshold")
@@ -415,7 +435,7 @@ def check_claims(config: dict[str, Any]) -> None:
             if key in claim and not ordering:
                 raise ConfigError(f"config key 'claims.{name}.{key}': only an ordering (above / below) takes it")
         for key in ("per", "along"):
-            if key in claim and claim[key] not in TABLE_COLUMNS:
+            if key in claim and claim[key] not in table_columns():
                 raise ConfigError(f"config key 'claims.{name}.{key}': '{claim[key]}' is not a column of the figure "
                                   "tables")
 
@@ -459,7 +479,7 @@ def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]
         return []
     rows = []
     for label, g in series(config, figure):
-        if config["attacks"][g["attack"]]["method"] == "none":  # the clean victim: one per seed, any target or amount
+        if attack_method(config, g["attack"]).trigger == "none":  # the clean victim: one per seed, any target or amount
             rows += [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], CLEAN_TARGET, CLEAN_AMOUNT,
                                     s)) for s in g["seeds"]]
         else:
@@ -475,12 +495,11 @@ def figure_victims(config: dict[str, Any], figure: str) -> list[Victim]:
 
 def trained_victims(config: dict[str, Any]) -> dict[Victim, frozenset[str]]:
     """Every victim the figures need and every undefended victim the sanitisers read, with the figures needing it."""
-    methods = {name: d["method"] for name, d in config.get("defences", {}).items()}
     needs: dict[Victim, set[str]] = {}
     for f in config["figures"]:
         for v in figure_victims(config, f):
             needs.setdefault(v, set()).add(f)
-            if methods.get(v.defence) in NEEDS_BASE:
+            if defence_method(config, v.defence).needs_base:
                 needs.setdefault(v.undefended(), set()).add(f)
     return {v: frozenset(figures) for v, figures in needs.items()}
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from . import devices, models
+from . import devices, models, plugins
 from .artifacts import load_json, save_json
-from .attacks import load_trigger
 from .data import load_prepared
 from .layout import Amount
+from .poisons import load_trigger
 from .models import predict
 
 
@@ -61,7 +61,7 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
     with devices.acquire() as device:
         for model_path, log_path, member in zip(model_paths, log_paths, members, strict=True):
             describe, trigger, net = member["describe"], member["trigger"], member["trigger_net"]
-            if describe["method"] == "none":  # a clean victim: no trigger, so no attack rates
+            if plugins.method("attack", describe["method"]).trigger == "none":  # a clean victim: no attack rates
                 test_triggered = ds.x_test[:0]
             elif net is None:
                 key = json.dumps(trigger, sort_keys=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .artifacts import load_npz, save_npz
-from .attacks import read_poison_set
+from .poisons import read_poison_set
 from .data import load_prepared
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ matplotlib.rcParams["text.parse_math"] = False  # titles and class names are dra
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .attacks import read_poison_set, read_perturbed  # noqa: E402
+from .poisons import read_poison_set, read_perturbed  # noqa: E402
 from .data import load_prepared  # noqa: E402
 from .filtering import read_scores  # noqa: E402
 from .plots import save_figure  # noqa: E402
-from .triggers import Trigger  # noqa: E402
+from .triggers import make_trigger  # noqa: E402
 
 
 def _show(ax: plt.Axes, img: np.ndarray, caption: str = "", frame: str | None = None) -> None:
@@ -62,7 +62,7 @@ def examples(data_path: str, perturbed_paths: dict[tuple[str, int], str], column
         cls = int(ds.y_train[i])
         img = perturbed[col["perturbation"], cls][int(i)] if "perturbation" in col else ds.x_train[i]
         if "trigger" in col:
-            img = Trigger(**triggers[col["trigger"]]).apply(img)
+            img = make_trigger(**triggers[col["trigger"]]).apply(img)
         shown = f"label: {ds.classes[cls if shown_label is None else shown_label]}"
         _show(ax, img, shown if len(columns) == 1 else "")
         if r == 0 and len(columns) > 1:

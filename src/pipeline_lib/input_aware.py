@@ -18,49 +18,12 @@ from torch import nn
 
 from . import devices, models
 from .artifacts import save_json
-from .blocks import from_block
+from .attacks.input_aware import DynamicRecipe
 from .data import load_prepared
 from .models import predict, to_float
 from .runlog import Progress
 from .train import Recipe, arch_of, augment, optimizer_for, seed_everything, set_lr
 from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
-
-
-@dataclass(frozen=True)
-class DynamicRecipe:
-    """The attack's hyperparameters (the authors' defaults in comments)."""
-
-    p_attack: float = 0.1         # share of each batch backdoored
-    p_cross: float = 0.1          # share given another image's trigger, label kept
-    lambda_div: float = 1.0       # weight of the diversity loss
-    lambda_norm: float = 100.0    # weight of the mask's density penalty
-    mask_density: float = 0.032   # mask mean allowed before it is penalised
-    mask_epochs: float = 25       # epochs training the mask network alone, first
-    lr_generator: float = 0.01    # Adam (0.5, 0.9) for the generator and the mask network
-    lr_mask: float = 0.01
-    generator_milestones: tuple[float, ...] = (200, 300, 400, 500)  # epochs where the generator's rate drops
-    mask_milestones: tuple[float, ...] = (10, 20)                   # ... and the mask network's
-    lr_gamma: float = 0.1         # the factor of each drop
-    width: int | None = None      # channels of the trigger networks' first level: 16 grey (MNIST), 32 colour
-    levels: int | None = None     # their down/up-sampling levels: 2 grey, 3 colour
-
-    def __post_init__(self) -> None:
-        if self.p_attack + self.p_cross > 1:
-            raise ValueError(f"input_aware p_attack {self.p_attack} + p_cross {self.p_cross} exceed the whole batch")
-
-    def networks(self, channels: int, side: int) -> tuple[TriggerNet, TriggerNet]:
-        """A fresh generator and mask network for images of `channels` and `side` pixels (the authors' shapes for
-        grey and for colour images unless width and levels are set)."""
-        width = self.width or (16 if channels == 1 else 32)
-        levels = self.levels or (2 if channels == 1 else 3)
-        if side % 2 ** levels:
-            raise ValueError(f"input_aware levels {levels}: images of {side} pixels do not halve {levels} times")
-        return TriggerNet(channels, channels, width, levels), TriggerNet(channels, 1, width, levels)
-
-    @classmethod
-    def from_config(cls, block: dict[str, Any]) -> DynamicRecipe:
-        """Build from a config block, rejecting unknown keys by name."""
-        return from_block(cls, block, "input-aware")
 
 
 def set_rate(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -3,43 +3,81 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from functools import cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).parent
+PACKAGE = PACKAGE_DIR.name
+
+
+def _file(module: str) -> Path | None:
+    """The source file of an in-package module ('victims', 'defences.abl', 'defences'), if there is one."""
+    base = PACKAGE_DIR.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
 
 
 @cache
 def _local_imports(module: str) -> frozenset[str]:
-    """Modules of this package imported (relatively) by `module`."""
-    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
+    """Modules of this package that `module` imports, anywhere in its code (imports inside functions count, those
+    under `if TYPE_CHECKING:` do not)."""
+    path = _file(module)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test)
+                   in ("TYPE_CHECKING", "typing.TYPE_CHECKING") for stmt in block.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(a.name for a in node.names)
+        if id(node) in typing_only:
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            parts = package.split(".") if package else []
+            base = ".".join(parts[:len(parts) - node.level + 1])
+        elif (node.module or "").split(".")[0] == PACKAGE:
+            base = ""
+            node = ast.ImportFrom(module=node.module.partition(".")[2] or None, names=node.names, level=0)
+        else:
+            continue
+        target = ".".join(filter(None, [base, node.module]))
+        if target and _file(target):
+            found.add(target)
+        for alias in node.names:  # `from . import x`: x may be a module
+            sub = ".".join(filter(None, [target, alias.name]))
+            if _file(sub):
+                found.add(sub)
     return frozenset(found)
 
 
 def closure(*modules: str) -> list[str]:
     """The modules named plus everything of this package they import, transitively, sorted."""
     seen: set[str] = set()
-    todo = list(modules)
+    todo = [m.removeprefix(f"{PACKAGE}.") for m in modules]
     while todo:
         m = todo.pop()
         if m not in seen:
-            if not (PACKAGE_DIR / f"{m}.py").is_file():
-                raise ValueError(f"pipeline_lib has no module '{m}'")
+            if _file(m) is None:
+                raise ValueError(f"{PACKAGE} has no module '{m}'")
             seen.add(m)
             todo.extend(_local_imports(m))
     return sorted(seen)
 
 
+@cache
 def code_version(*modules: str) -> str:
-    """A short hash of the source of the given modules and their in-package imports."""
+    """A short hash of the source of the given modules and their in-package imports; a module outside the
+    package (a config's plug-in) counts with its own file."""
+    inside = [m for m in modules if m.partition(".")[0] == PACKAGE or _file(m) is not None]
     h = hashlib.sha256()
-    for m in closure(*modules):
-        h.update(m.encode() + b"\0" + (PACKAGE_DIR / f"{m}.py").read_bytes())
+    for m in closure(*inside):
+        h.update(m.encode() + b"\0" + _file(m).read_bytes())
+    for m in sorted(set(modules) - set(inside)):
+        spec = importlib.util.find_spec(m)
+        if spec is None or not spec.origin or not Path(spec.origin).is_file():
+            raise ValueError(f"plug-in module '{m}' has no source file")
+        h.update(m.encode() + b"\0" + Path(spec.origin).read_bytes())
     return h.hexdigest()[:16]

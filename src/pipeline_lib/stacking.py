@@ -20,7 +20,7 @@ from torch import nn
 from . import models
 from .accel import STACKED_DEFAULT, Accel
 from .adversarial import Adversary
-from .attacks import PoisonSet
+from .poisons import PoisonSet
 from .models import to_float
 from .runlog import Progress
 from .train import Recipe, arch_of, augment, check_losses, optimizer_for, seed_everything, set_lr

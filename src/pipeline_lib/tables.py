@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import plugins
 from .artifacts import atomic_path, load_json
 
 RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
@@ -16,19 +17,23 @@ COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger"
            "device",
            # the test images each rate was measured on: hits of n (the scorecard's intervals)
            *(f"{m}_{part}" for m in RATES for part in ("hits", "n")),
-           # what a defence measured (empty for others): DP-SGD's privacy, ABL's isolation, sanitisers' detection
-           "noise_multiplier", "epsilon", "delta", "steps", "lot_size", "isolated", "isolation_precision",
-           "isolation_recall", "flagged", "kept", "detection_precision", "detection_recall",
-           # median training losses at the end of training (recipes that trace them: thesis Figure 4-1)
-           "final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all",
-           # BackdoorBench's defence effectiveness rating against the undefended twin (defence tables)
-           "der"]
+]
+# after what the defences measure (plugins.measures): the median training losses at the end of training (recipes
+# that trace them: thesis Figure 4-1) and BackdoorBench's defence effectiveness rating against the undefended twin
+TAIL_COLUMNS = ["final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "der"]
+DROPPED = ("per_class_accuracy",)  # metrics.json's list of accuracies per class: not one cell
 # the other tables' columns: filtering (poisons among the lowest-probability examples), t-SNE (separation)
 FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", "poisoned", "inspected",
                      "found_among_lowest",
                      "found_among_lowest_hits", "found_among_lowest_n"]
 TSNE_COLUMNS = ["series", "dataset", "attack", "recipe", "defence", "target", "amount", "seed", "clean", "poisoned",
                 "silhouette", "knn_purity"]
+
+
+def victim_columns() -> list[str]:
+    """The victim tables' columns: the run's description and rates, what each defence of the catalogue measures
+    (empty for others), then final losses and DER."""
+    return list(dict.fromkeys([*COLUMNS, *plugins.measures(), *TAIL_COLUMNS]))
 
 
 TWIN = ["series", "dataset", "recipe", "attack", "target", "amount", "seed"]  # what a victim shares with its twin
@@ -48,11 +53,14 @@ def defence_effectiveness(df: pd.DataFrame) -> pd.Series:
 
 
 def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:
-    """One row per metrics JSON labelled with its figure series, in a stable column and row order."""
+    """One row per metrics JSON labelled with its figure series, in a stable column and row order; a key of a
+    metrics file that no column names (a plug-in's measure) gets a column after them, never dropped."""
     if len(paths) != len(series):
         raise ValueError(f"{len(paths)} metrics files but {len(series)} series labels")
     rows = [{**load_json(p), "series": s} for p, s in zip(paths, series)]
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    columns = victim_columns()
+    extra = sorted({k for r in rows for k in r} - set(columns) - set(DROPPED))
+    df = pd.DataFrame(rows, columns=columns + extra)
     df["der"] = defence_effectiveness(df)
     order = {s: i for i, s in enumerate(dict.fromkeys(series))}
     return (df.assign(_order=df["series"].map(order))

@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import devices, models
+from . import devices, models, plugins
 from .accel import Accel
-from .adversarial import pgd_adversary
 from .artifacts import save_json
-from .attacks import read_poison_set
-from .cohorts import STACKABLE, member_name
+from .cohorts import member_name
 from .data import load_prepared
-from .defences import DEFENCES, Context
+from .plugins import Job
+from .poisons import read_poison_set
 from .stacking import train_stacked
 from .train import LossTrace, Recipe
 
@@ -31,10 +30,10 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
     ds = load_prepared(data_path)
     sets = [read_poison_set(p) for p in poison_paths]
     r = Recipe.from_config(recipe)
-    method, spec = defence["method"], {k: v for k, v in defence.items() if k != "method"}
+    method, settings = plugins.settings("defence", defence)
     with devices.acquire() as device:
-        if len(sets) > 1 and method in STACKABLE and not r.trace_per_epoch:
-            adversary = pgd_adversary(spec, seed) if method == "adv_training" else None
+        if len(sets) > 1 and method.stacks and not r.trace_per_epoch:
+            adversary = method.adversary(settings, seed) if method.adversary else None
             trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
                                            device, adversary, accel)
             traces: list[LossTrace | None] = [None] * len(sets)
@@ -43,12 +42,12 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
             for (ps, _), base in zip(sets, bases or [None] * len(sets), strict=True):
                 x, y = ps.apply_to(ds.x_train, ds.y_train)
                 trace = None
-                if r.trace_per_epoch and method == "none":  # Figure 4-1 traces plain training only
+                if r.trace_per_epoch and method.name == "none":  # Figure 4-1 traces plain training only
                     sample = np.random.default_rng(seed).permutation(len(y))[:5000]
                     trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger":
                                        (ps.untriggered, ps.labels), "all": (x[sample], y[sample])}, device)
-                model, info = DEFENCES[method](x, y, ds.num_classes, r, spec, seed, device,
-                                               Context(ps.mask(len(y)), pretrained, base, trace, accel))
+                model, info = method.fit(Job(x, y, ds.num_classes, r, seed, device, ps.mask(len(y)), pretrained, base,
+                                             trace, accel), settings)
                 trained.append(model)
                 infos.append(info)
                 traces.append(trace)
@@ -57,4 +56,4 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
         folder = Path(out_dir) / member_name(attack, target, amount)
         models.save_weights(folder / "model.pt", info["arch"], model)
         save_json(folder / "train_log.json", {"defence": {}, **info, "loss_trace": trace.points if trace else [],
-                                              "defence_method": method, "poison": {**meta, "count": len(ps.indices)}})
+                                              "defence_method": method.name, "poison": {**meta, "count": len(ps.indices)}})

@@ -22,11 +22,11 @@ from pipeline_lib.config import (
     load_yaml,
     schema_error_line,
 )
-from pipeline_lib import layout
+from pipeline_lib import layout, plugins
 from pipeline_lib.claims import METRICS_TABLE_KINDS
 from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import file_sha256, local_path
-from pipeline_lib.layout import NEEDS_BASE, Victim, partner_class
+from pipeline_lib.layout import Victim, partner_class
 from pipeline_lib.provenance import code_version
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -56,11 +56,12 @@ def validated(cfg):
     try:
         check_finite(cfg)
         validate(cfg, "../schemas/config.schema.yaml")
+        plugins.use(cfg["plugins"])
         check_references(cfg)
     except WorkflowError as e:
         cause = e.__context__  # snakemake wraps the jsonschema ValidationError
         stop(f"invalid config: {schema_error_line(cause) if hasattr(cause, 'absolute_path') else e}")
-    except ConfigError as e:
+    except (ConfigError, plugins.PluginError) as e:
         stop(f"invalid config: {e}")
     return cfg
 
@@ -180,14 +181,19 @@ def training_inputs(w):
     extra = {}
     if "pretrained" in spec:
         extra["pretrained"] = f"{layout.surrogate(spec['pretrained'])}/model.pt"
-    if spec["method"] in NEEDS_BASE:
+    if plugins.method("defence", spec["method"]).needs_base:
         extra["bases"] = [str(v.undefended().path / "model.pt") for v in cohort.victims]
     return {"poisons": [str(v.poisoned.path) for v in cohort.victims], **extra}
 
 
+def method_module(kind, block):
+    """The module declaring a config block's method (its source versions the rules running it)."""
+    return plugins.method(kind, block[plugins.METHOD_KEY[kind]]).module
+
+
 def trigger_network(v):
     """The trained trigger generator and mask of a victim's input-aware attack, or None for a fixed trigger."""
-    if config["attacks"][v.attack]["method"] != "input_aware":
+    if plugins.method("attack", config["attacks"][v.attack]["method"]).trigger != "trained":
         return None
     return f"{layout.dynamic(v.dataset, v.attack, v.target, v.seed)}/trigger.pt"
 
@@ -345,6 +351,30 @@ def example_perturbations(w):
     """The perturbed-images files behind example_perturbed_keys, in its order."""
     dataset = config["figures"][w.figure]["dataset"]
     return [layout.perturbed(dataset, n, c) for n, c in example_perturbed_keys(w)]
+
+
+def training_code(w):
+    """The code version of a training cohort: the victims' training and its defence's module."""
+    return code_version("victims", method_module("defence", defence_spec(w)))
+
+
+def poisoning_code(w):
+    """The code version of a poison set: poisoning, its attack's and its trigger's modules."""
+    attack = config["attacks"][w.attack]
+    trigger = [method_module("trigger", trigger_of(attack["trigger"]))] if attack.get("trigger") else []
+    return code_version("poisons", method_module("attack", attack), *trigger)
+
+
+def evaluation_code(w):
+    """The code version of an evaluation cohort: evaluation and its members' trigger modules."""
+    return code_version("evaluate", *sorted({method_module("trigger", m["trigger"])
+                                             for m in evaluation_members(w) if m["trigger"]}))
+
+
+def example_trigger_modules(w):
+    """The modules of the triggers an examples figure draws."""
+    columns = config["figures"][w.figure]["columns"].values()
+    return sorted({method_module("trigger", trigger_of(c["trigger"])) for c in columns if "trigger" in c})
 
 
 def all_victim_metrics(w):

@@ -274,7 +274,7 @@ rule plot_examples:
             for c in config["figures"][w.figure]["columns"].values()
             if "trigger" in c
         },
-        code=code_version("galleries"),
+        code=lambda w: code_version("galleries", *example_trigger_modules(w)),
     wildcard_constraints:
         figure=figures_of("examples"),
     conda:

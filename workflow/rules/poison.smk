@@ -12,7 +12,7 @@ rule poison_dataset:
         data=lambda w: data_version(w.dataset),
         method=lambda w: config["attacks"][w.attack]["method"],
         trigger=attack_trigger,
-        code=code_version("attacks"),
+        code=poisoning_code,
     conda:
         "../envs/pipeline.yaml"
     log:

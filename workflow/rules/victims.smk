@@ -18,7 +18,7 @@ rule train_cohort:
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
         defence=defence_spec,
         gpu=config["gpu"],
-        code=code_version("victims"),
+        code=training_code,
     threads: config["train_threads"]
     resources:
         gpu=1,
@@ -58,7 +58,7 @@ rule evaluate_cohort:
     params:
         members=evaluation_members,
         data=lambda w: data_version(w.dataset),
-        code=code_version("evaluate"),
+        code=evaluation_code,
     resources:
         gpu=1,
     conda:

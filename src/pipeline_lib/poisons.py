@@ -1,16 +1,16 @@
-"""Attack registry: which training images are poisoned, how, and with which labels."""
+"""Poison sets: the training examples an attack selects, perturbs, triggers and labels, as npz artifacts."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from . import plugins
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import load_prepared
 from .layout import Amount
-from .triggers import Trigger
+from .triggers import Applies, make_trigger
 
 
 @dataclass(frozen=True)
@@ -35,68 +35,29 @@ class PoisonSet:
         return poisoned
 
 
-def _select(pool: np.ndarray, n: int, rng: np.random.Generator, what: str) -> np.ndarray:
-    """Draw n distinct indices from pool, in random order."""
-    if n > len(pool):
-        raise ValueError(f"asked to poison {n} images but only {len(pool)} {what} exist")
-    return np.sort(rng.permutation(pool)[:n])
-
-
-def badnets(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Gu et al.: random images from the whole training set, relabelled to the target (thesis 2.2)."""
-    idx = _select(np.arange(len(y)), n, rng, "training images")
-    return idx, np.full(n, target, dtype=np.int64)
-
-
-def label_consistent(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Only target-class images, labels kept (thesis 3.2, the baseline of Figure 3-2)."""
-    idx = _select(np.flatnonzero(y == target), n, rng, f"images of class {target}")
-    return idx, y[idx].copy()
-
-
-def clean(y: np.ndarray, target: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Nothing poisoned: the clean victim every poisoned one is compared with."""
-    return np.empty(0, np.int64), np.empty(0, np.int64)
-
-
-ATTACKS: dict[str, Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
-    "badnets": badnets,
-    "label_consistent": label_consistent,
-    "input_aware": badnets,  # Nguyen & Tran's all-to-one poisoning: random images, each with its own trigger
-    "none": clean,
-}
-
-
-class Triggers(Protocol):
-    """Anything that maps uint8 NHWC images to their triggered versions."""
-
-    def apply(self, images: np.ndarray) -> np.ndarray: ...
-
-
-def load_trigger(spec: dict[str, Any], network: str | None = None) -> Triggers:
+def load_trigger(spec: dict[str, Any], network: str | None = None) -> Applies:
     """An attack's trigger: the trained generator and mask of an input-aware attack, else a fixed pattern."""
     if network is None:
-        return Trigger(**spec)
-    from .trigger_nets import DynamicTrigger  # torch, only for input-aware attacks
+        return make_trigger(**spec)
+    from .trigger_nets import DynamicTrigger  # torch, only for trained triggers
 
     return DynamicTrigger.load(network)
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
-           trigger: Triggers | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
+           trigger: Applies | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
     """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
 
     perturbed: (indices, images) of the target class from the perturbation stage; the selection does
     not depend on it, so every perturbation of a figure poisons the same images.
     """
-    if method not in ATTACKS:
-        raise ValueError(f"unknown attack method '{method}'; known: {', '.join(ATTACKS)}")
+    attack = plugins.method("attack", method)
     if not 0 <= target < int(y.max()) + 1:
         raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
-    n = 0 if method == "none" else amount.resolve(int(np.sum(y == target)))
-    idx, labels = ATTACKS[method](y, target, n, np.random.default_rng([seed, target]))
+    n = 0 if attack.trigger == "none" else amount.resolve(int(np.sum(y == target)))
+    idx, labels = attack.select(y, target, n, np.random.default_rng([seed, target]))
     base = x[idx]
-    if method == "none":
+    if attack.trigger == "none":
         return PoisonSet(idx, base, labels, base)
     if perturbed is not None:
         p_idx, p_img = perturbed
@@ -122,7 +83,7 @@ def write_poison_set(data_path: str, out: str, method: str, trigger: dict, targe
     """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
     ds = load_prepared(data_path)
     perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
-    pattern = load_trigger(trigger, trigger_net) if method != "none" else None
+    pattern = load_trigger(trigger, trigger_net) if trigger or trigger_net else None
     ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed)
     save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
              target=np.int64(target),

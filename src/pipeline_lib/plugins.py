@@ -1,0 +1,205 @@
+"""The method catalogue: every attack, trigger and defence with its traits and config keys, collected from the
+modules of the packages `attacks`, `triggers` and `defences` and from the modules a config names under `plugins`.
+
+A method module declares `METHODS`, a list of Attack, Trigger or Defence entries; each entry names a frozen
+dataclass whose fields are the method's config keys (defaults, bounds and help written once, with
+`blocks.key`). The schema of a method's config block, the checks made at planning, the table columns and the
+README's method table all follow from these entries. Torch-free, like the method modules' top level: planning
+imports the catalogue, and only the jobs that train or attack import torch (inside a method's functions).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from .blocks import defaults, from_block
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .accel import Accel
+    from .train import Recipe, Tracer
+
+PACKAGES = {"attack": "attacks", "trigger": "triggers", "defence": "defences"}
+# the key of a config block that names its method, per kind
+METHOD_KEY = {"attack": "method", "trigger": "pattern", "defence": "method"}
+
+
+class PluginError(ValueError):
+    """A method module or a method's config block is wrong; the message names the module or key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """What every method declares: its name (the value of its block's `method` or `pattern`), one line for the
+    README, and the frozen dataclass of its config keys."""
+
+    name: str
+    summary: str
+    config: type
+    module: str = ""             # filled in when registered: the module declaring it (its code version)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trigger(Method):
+    """A fixed trigger pattern: its config dataclass has `apply(uint8 NHWC images) -> triggered copies`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack(Method):
+    """How the poisoned training examples are chosen and labelled.
+
+    select(y, target, n, rng) -> (indices, labels) of the n examples poisoned;
+    relabels: poisons may come from every class (an amount's pool is the whole training set), else only from
+    the target class; trigger: 'fixed' (its block names a trigger), 'trained' (a generator trained per target
+    and seed, its block names the attacker's recipe) or 'none' (nothing poisoned: the clean victim);
+    perturbs: its block may name a perturbation applied to the target-class images before the trigger."""
+
+    select: Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    relabels: bool = True
+    trigger: str = "fixed"
+    perturbs: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a defence learns from: the (possibly poisoned) training set, the recipe, and what it may read."""
+
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    recipe: Recipe
+    seed: int
+    device: torch.device
+    poisoned: np.ndarray         # mask of the poisoned examples: scores detection, never used to train
+    pretrained: str | None = None  # weights of the model named by the block's `pretrained` key
+    base: str | None = None      # weights of the undefended victim (defences that need_base)
+    tracer: Tracer | None = None  # records per-sample losses during plain training (Figure 4-1)
+    accel: Accel | None = None   # GPU speed options of the training loops that take them (None: the default)
+
+    def __post_init__(self) -> None:
+        if self.accel is None:
+            from .accel import TRAIN_DEFAULT  # torch: a Job is only made where a defence trains
+
+            object.__setattr__(self, "accel", TRAIN_DEFAULT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Defence(Method):
+    """How a victim learns from a possibly poisoned training set.
+
+    fit(job, config) -> (model, info): info as train.train returns it, with what the defence measured under
+    info['defence'] (keys listed in `measures`: they become table columns);
+    needs_base: it reads the undefended victim's model (planned and trained first);
+    stacks: its training is train.train with at most a per-batch `adversary(config, seed)`, so a cohort's members
+    train as one stacked network."""
+
+    fit: Callable[[Job, Any], tuple[Any, dict[str, Any]]]
+    measures: tuple[str, ...] = ()
+    needs_base: bool = False
+    stacks: bool = False
+    adversary: Callable[[Any, int], Any] | None = None
+
+
+KIND_OF = {Attack: "attack", Trigger: "trigger", Defence: "defence"}
+
+
+def _register(found: dict[str, dict[str, Method]], module: str) -> None:
+    """Add a module's METHODS to `found`, refusing a name two modules declare."""
+    try:
+        declared = importlib.import_module(module).METHODS
+    except ImportError as e:
+        raise PluginError(f"config key 'plugins': cannot import method module '{module}' ({e})") from None
+    except AttributeError:
+        raise PluginError(f"method module '{module}' declares no METHODS list") from None
+    for m in declared:
+        kind = KIND_OF.get(type(m))
+        if kind is None:
+            raise PluginError(f"method module '{module}': {m!r} is not an Attack, Trigger or Defence")
+        if m.name in found[kind]:
+            raise PluginError(f"{kind} method '{m.name}' is declared by both '{found[kind][m.name].module}' and "
+                              f"'{module}'")
+        if m.name == "none" and kind == "defence" and module != "pipeline_lib.defences.none":
+            raise PluginError(f"method module '{module}': 'none' is plain training's name")
+        found[kind][m.name] = dataclasses.replace(m, module=module)
+
+
+_PLUGINS: tuple[str, ...] = ()  # the config's plug-in modules, set by use()
+
+
+def use(modules: Sequence[str]) -> None:
+    """Make the config's `plugins` modules part of this process's catalogue (planning and every job call it)."""
+    global _PLUGINS
+    _PLUGINS = tuple(modules)
+    _catalogue(_PLUGINS)  # import them now: a bad module stops the run before any work
+
+
+def catalogue() -> dict[str, dict[str, Method]]:
+    """Every method by kind and name: the package's own modules, then the plug-in modules in use."""
+    return _catalogue(_PLUGINS)
+
+
+@cache
+def _catalogue(plugins: tuple[str, ...]) -> dict[str, dict[str, Method]]:
+    """The package's own method modules (those not starting with '_'), then `plugins`, registered."""
+    found: dict[str, dict[str, Method]] = {kind: {} for kind in PACKAGES}
+    for package in PACKAGES.values():
+        pkg = importlib.import_module(f"{__package__}.{package}")
+        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+            if not info.name.startswith("_"):
+                _register(found, f"{pkg.__name__}.{info.name}")
+    for module in plugins:
+        _register(found, module)
+    return found
+
+
+def method(kind: str, name: str) -> Method:
+    """One method of a kind by name, or an error listing the known ones."""
+    known = catalogue()[kind]
+    if name not in known:
+        raise PluginError(f"unknown {kind} method '{name}' (known: {', '.join(sorted(known))})")
+    return known[name]
+
+
+def settings(kind: str, block: dict[str, Any]) -> tuple[Any, Any]:
+    """(method, its config dataclass instance) of a config block such as {method: abl, gamma: 0.5}."""
+    m = method(kind, block[METHOD_KEY[kind]])
+    keys = {k: v for k, v in block.items() if k != METHOD_KEY[kind]}
+    return m, from_block(m.config, keys, f"{kind} '{m.name}'")
+
+
+def measures() -> list[str]:
+    """Every key a defence declares it measures, in catalogue order, each once."""
+    return list(dict.fromkeys(k for d in catalogue()["defence"].values() for k in d.measures))
+
+
+def _shown(value: Any) -> str:
+    """A default as a config file would write it."""
+    if value is None:
+        return "optional"
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def markdown() -> str:
+    """The README's method table: kind, name, module, what it is, its keys with their defaults."""
+    rows = ["| kind | method | module | what it is | keys (defaults) |", "| --- | --- | --- | --- | --- |"]
+    for kind, methods in catalogue().items():
+        for m in methods.values():
+            have = defaults(m.config)
+            keys = ", ".join(f"{f.name} ({_shown(have[f.name]) if f.name in have else 'required'})"
+                             for f in dataclasses.fields(m.config))
+            rows.append(f"| {kind} | `{m.name}` | `{m.module.removeprefix('pipeline_lib.')}` | "
+                        f"{m.summary.rstrip('.')} | {keys or '-'} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # the README's table; run as a module, so read through the package's own copy
+    from pipeline_lib import plugins
+
+    print(plugins.markdown())

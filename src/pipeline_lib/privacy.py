@@ -1,0 +1,186 @@
+"""DP-SGD as the thesis runs it (5.2, 7.10) and its SGD baseline: a model pretrained on public data, all but its
+last layers frozen, big-lot training; TF Privacy's microbatch clipping or opacus's per-example clipping, privacy
+accounted by opacus."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .models import to_float
+from .runlog import Progress
+from .train import Recipe, arch_of, augment, seed_everything
+
+
+def freeze_all_but_last(model: models.Classifier, trainable: int) -> list[nn.Parameter]:
+    """Freeze every parameter except those of the last `trainable` convolution/linear layers (their biases
+    included); batch norms stay frozen. Returns the parameters left to train."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for m in layers[-trainable:] for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def from_pretrained(path: str, num_classes: int, seed: int) -> models.Classifier:
+    """A pretrained model with a fresh classifier for this task's classes."""
+    model = models.load_model(path)
+    if model.classifier.out_features != num_classes:
+        torch.manual_seed(seed)
+        model.classifier = nn.Linear(model.classifier.in_features, num_classes,
+                                     bias=model.classifier.bias is not None)
+    return model
+
+
+def frozen_batch_norms(model: nn.Module) -> nn.Module:
+    """Training mode (opacus records per-sample gradients only then) with every batch norm in eval mode."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
+def microbatch_count(spec: dict[str, Any]) -> int:
+    """Microbatches per lot: the spec's `microbatches`, else one per example (opacus's per-example clipping)."""
+    return spec.get("microbatches") or spec["lot_size"]
+
+
+def clipped_microbatch_sum(model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor,
+                           microbatches: int, bound: float) -> list[torch.Tensor]:
+    """TF Privacy's DP query on one lot (or a whole number of its microbatches): the lot is cut into contiguous
+    microbatches, each microbatch's mean-loss gradient over all `params` is scaled to l2 norm at most `bound`
+    (clip_by_global_norm), and the clipped gradients are summed."""
+    losses = nn.functional.cross_entropy(model(x), y, reduction="none").view(microbatches, -1).mean(1)
+    total = [torch.zeros_like(p) for p in params]
+    for i, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < microbatches)
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scale = bound / torch.clamp(norm, min=bound)
+        for t, g in zip(total, grads):
+            t.add_(g * scale)
+    return total
+
+
+def noised_mean(total: list[torch.Tensor], microbatches: int, std: float, gen: torch.Generator) -> list[torch.Tensor]:
+    """Gaussian noise of `std` added to a sum of clipped gradients, then divided by the microbatches (TF Privacy's
+    GaussianSumQuery followed by DPOptimizer's normalisation)."""
+    return [(t + torch.randn(t.shape, generator=gen, device=t.device) * std) / microbatches for t in total]
+
+
+def lots(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless fixed-size lots from a reshuffled training set (the last partial lot of each pass dropped)."""
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(data, batch_size=size, shuffle=True, drop_last=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    while True:
+        yield from loader
+
+
+def _frozen_model(x: np.ndarray, recipe: Recipe, spec: dict[str, Any], seed: int, device: torch.device,
+                  pretrained: str | None, num_classes: int) -> tuple[nn.Module, dict[str, Any], list[nn.Parameter]]:
+    """The model DP-SGD and its baseline train: the pretrained one with all but its last layers frozen, or without
+    one the recipe's model whole, its batch norms made group norms."""
+    if pretrained is None:
+        arch = arch_of(recipe, x, num_classes) | {"group_norm": True}
+        model = models.build(arch)
+        models.fit_to_data(model, to_float(torch.from_numpy(x[:10000])))
+        model = frozen_batch_norms(model.to(device))
+        return model, arch, [p for p in model.parameters() if p.requires_grad]
+    arch = models.load_weights(pretrained)[0] | {"num_classes": num_classes}
+    model = frozen_batch_norms(from_pretrained(pretrained, num_classes, seed).to(device))
+    return model, arch, freeze_all_but_last(model, spec["trainable_layers"])
+
+
+def _per_example_steps(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, recipe: Recipe,
+                       spec: dict[str, Any], seed: int, device: torch.device, gen: torch.Generator,
+                       log: list[dict[str, float]], t0: float) -> tuple[nn.Module, Any]:
+    """DP-SGD through opacus: Poisson-sampled lots, every example's gradient clipped. Returns the trained module and
+    opacus's accountant."""
+    from opacus import PrivacyEngine
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(data, batch_size=spec["lot_size"],
+                                         generator=torch.Generator().manual_seed(seed))
+    engine = PrivacyEngine(accountant="rdp", secure_mode=False)
+    model, opt, loader = engine.make_private(module=model, optimizer=opt, data_loader=loader,
+                                             noise_multiplier=spec["noise_multiplier"],
+                                             max_grad_norm=spec["max_grad_norm"], poisson_sampling=True,
+                                             noise_generator=torch.Generator(device).manual_seed(seed))
+    step, progress = 0, Progress("DP-SGD", spec["steps"], "lots")
+    while step < spec["steps"]:
+        frozen_batch_norms(model)
+        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=spec["physical_batch"],
+                                optimizer=opt) as batches:
+            for xb, yb in batches:
+                xb, yb = to_float(xb.to(device)), yb.to(device)
+                xb = augment(xb, recipe, gen) if recipe.augment else xb
+                opt.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+                if not opt._is_last_step_skipped:
+                    step += 1
+                    progress.update(step)
+                if step >= spec["steps"]:
+                    break
+        log.append({"step": step, "seconds": time.perf_counter() - t0})
+    return model._module, engine.accountant
+
+
+def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, Any], seed: int,
+                 device: torch.device, pretrained: str | None, num_classes: int,
+                 private: bool) -> tuple[models.Classifier, dict[str, Any]]:
+    """Train the last layers of a pretrained model in lots of `lot_size` for `steps` steps; if `private`, by
+    DP-SGD: with fewer `microbatches` than examples as TF Privacy runs it (fixed-size shuffled lots, each
+    microbatch's gradient clipped to `max_grad_norm`, noise of std noise_multiplier x max_grad_norm on their sum,
+    divided by the microbatches), with one microbatch per example through opacus (Poisson-sampled lots, per-example
+    clipping). Privacy is accounted by opacus's RDP accountant at sampling rate lot_size / n."""
+    from opacus.accountants import RDPAccountant
+
+    seed_everything(seed)
+    model, arch, params = _frozen_model(x, recipe, spec, seed, device, pretrained, num_classes)
+    opt = torch.optim.SGD(params, lr=spec["lr"], momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    lot, microbatches, noise = spec["lot_size"], microbatch_count(spec), spec.get("noise_multiplier", 0.0)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    t0, log = time.perf_counter(), []
+    if private and microbatches == lot:
+        model, accountant = _per_example_steps(model, opt, x, y, recipe, spec, seed, device, gen, log, t0)
+    else:
+        accountant, epoch = RDPAccountant(), max(1, len(y) // lot)
+        progress = Progress("DP-SGD" if private else "frozen SGD", spec["steps"], "lots")
+        frozen_batch_norms(model)  # batch norms keep their pretrained statistics (thesis 7.10)
+        for step, (xb, yb) in zip(range(1, spec["steps"] + 1), lots(x, y, lot, seed)):
+            xb, yb = to_float(xb.to(device)), yb.to(device)
+            xb = augment(xb, recipe, gen) if recipe.augment else xb
+            if private:
+                # whole microbatches per forward pass, about `physical_batch` examples
+                chunk = max(1, spec["physical_batch"] * microbatches // lot) * (lot // microbatches)
+                total = [torch.zeros_like(p) for p in params]
+                for i in range(0, lot, chunk):
+                    part = clipped_microbatch_sum(model, params, xb[i:i + chunk], yb[i:i + chunk],
+                                                  min(chunk, lot - i) * microbatches // lot, spec["max_grad_norm"])
+                    total = [t + g for t, g in zip(total, part)]
+                grads = noised_mean(total, microbatches, noise * spec["max_grad_norm"], gen)
+                accountant.step(noise_multiplier=noise, sample_rate=lot / len(y))
+            else:
+                grads = list(torch.autograd.grad(nn.functional.cross_entropy(model(xb), yb), params))
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+            progress.update(step)
+            if step % epoch == 0 or step == spec["steps"]:
+                log.append({"step": step, "seconds": time.perf_counter() - t0})
+    info: dict[str, Any] = {"steps": log[-1]["step"], "lot_size": lot}
+    if private:
+        info |= {"microbatches": microbatches, "noise_multiplier": noise, "max_grad_norm": spec["max_grad_norm"],
+                 "delta": spec["delta"], "epsilon": accountant.get_epsilon(spec["delta"])}
+    return model.cpu(), {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log,
+                         "defence": info}

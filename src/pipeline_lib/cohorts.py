@@ -10,7 +10,8 @@ amount) run of the group, so most of its cohorts gain a member and retrain. With
 are split further by the figures needing each victim, so a one-figure run trains only that figure's victims (a
 victim that another figure comes to need moves to another cohort, and both cohorts retrain). Under plain and
 adversarial training the members train as one stacked network (`stacking`); other defences (DP-SGD, ABL, the
-sanitisers) and recipes that trace per-sample losses train the members one after another in the cohort's process.
+sanitisers: defences whose plug-in does not declare `stacks`) and recipes that trace per-sample losses train the
+members one after another in the cohort's process.
 """
 from __future__ import annotations
 
@@ -21,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import COHORT, Victim
-
-# Defence methods whose training is `train.train` with at most a per-batch adversary: these stack.
-STACKABLE = ("none", "adv_training")
 
 Member = tuple[str, int, str]  # (attack, target, amount)
 

@@ -1,5 +1,5 @@
 """Where every artifact lives: the path patterns the rules declare and the typed names the library fills them
-from, with the few specs the DAG needs (amounts, interpolation partners, defences that read another victim).
+from, with the few specs the DAG needs (amounts, interpolation partners, the clean victim's name).
 Torch-free, so building the DAG imports no torch."""
 from __future__ import annotations
 
@@ -32,9 +32,6 @@ AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 
 # A clean victim's (attack method `none`) target and amount in its path: one per dataset, recipe, defence and seed.
 CLEAN_TARGET, CLEAN_AMOUNT = 0, "n0"
-
-# Defence methods that read the undefended victim's representations (the sanitisers).
-NEEDS_BASE = ("spectral", "activation_clustering")
 
 
 def log(rule: str, pattern: str) -> str:

@@ -29,7 +29,6 @@ localrules:
     poison_dataset,
     link_perturbed,
     link_victim,
-    link_metrics,
     aggregate_metrics,
     aggregate_all_metrics,
     plot_heatmap,

@@ -9,7 +9,7 @@ from pipeline_lib.layout import Amount
 from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
 from pipeline_lib.adversarial import pgd, pgd_adversary, random_start
 from pipeline_lib.models import to_float
-from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize
+from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize, random_other_class
 from pipeline_lib.train import Recipe, train
 from pipeline_lib.triggers import make_trigger
 
@@ -98,6 +98,14 @@ def test_partner_images_come_from_the_partner_class():
     y = np.repeat(np.arange(3), 5)
     picks = partner_images(y, 0, 1, 5, seed=0)
     assert (y[picks] == 1).all() and np.array_equal(picks, partner_images(y, 0, 1, 5, seed=0))
+
+
+def test_random_partners_come_from_every_other_class_and_are_seeded():
+    y = np.repeat(np.arange(10), 50)
+    partners = random_other_class(y, 3, 400, seed=0)
+    assert (y[partners] != 3).all() and len(set(y[partners])) == 9   # thesis 4.5: any class but the target's
+    assert np.array_equal(partners, random_other_class(y, 3, 400, seed=0))
+    assert not np.array_equal(partners, random_other_class(y, 3, 400, seed=1))
 
 
 def test_wgan_encoder_lowers_reconstruction_error():

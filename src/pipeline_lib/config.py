@@ -271,7 +271,8 @@ def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset:
     """An interpolation must move each class towards another class."""
     spec = config["perturbations"][perturbation]
     n = classes_of(config, dataset)
-    if spec["method"] in ("gan_interpolation", "pixel_interpolation") and spec.get("partner_offset", 1) % n == 0:
+    if (spec["method"] in ("gan_interpolation", "pixel_interpolation") and spec.get("partner", "offset") == "offset"
+            and spec.get("partner_offset", 1) % n == 0):
         raise ConfigError(f"config key 'perturbations.{perturbation}.partner_offset': {spec.get('partner_offset', 1)} "
                           f"is a multiple of the {n} classes of dataset '{dataset}' (used by '{key}'): every class "
                           "would be interpolated towards itself")

@@ -40,8 +40,16 @@ def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str
     return np.concatenate(out)
 
 
+def random_other_class(y: np.ndarray, cls: int, n: int, seed: int) -> np.ndarray:
+    """Training indices of n images drawn at random from every class but `cls` (thesis 4.5's "a randomly selected
+    ... image of a different class"), one per image interpolated, seeded by (seed, cls)."""
+    pool = np.flatnonzero(y != cls)
+    return np.random.default_rng([seed, cls, len(y)]).choice(pool, size=n, replace=len(pool) < n)
+
+
 def pixel_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
-    """Pixel-space blend (1 - tau) x + tau x', x' a random partner-class image (thesis 4.5)."""
+    """Pixel-space blend (1 - tau) x + tau x', x' a partner image: of the partner class, or with `partner: random`
+    of any other class (thesis 4.5)."""
     tau = spec["tau"]
     return np.rint((1 - tau) * x + tau * ctx["partners"]).clip(0, 255).astype(np.uint8)
 
@@ -83,7 +91,10 @@ def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device, 
     if method not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation method '{method}'; known: {', '.join(PERTURBATIONS)}")
     idx = np.flatnonzero(ds.y_train == cls)
-    partners = gan.partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
+    if spec.get("partner") == "random":
+        partners = random_other_class(ds.y_train, cls, len(idx), seed)
+    else:
+        partners = gan.partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
     ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
            "surrogate": surrogate, "generator": generator, "latents": latents}
     return idx, PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)

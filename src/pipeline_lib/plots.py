@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from .artifacts import atomic_path  # noqa: E402
 from .filtering import poisoned_among_lowest  # noqa: E402
@@ -24,6 +24,18 @@ METRIC_LABELS = {
     "target_accuracy": "natural accuracy on the target class (%)",
 }
 
+
+
+def seaborn() -> Any:
+    """seaborn, imported where a plot uses it (1.5 s of start-up the image galleries need not pay)."""
+    import seaborn as sns
+
+    return sns
+
+
+def colours(n: int) -> list[tuple[float, float, float]]:
+    """seaborn's colour-blind palette of n colours."""
+    return seaborn().color_palette("colorblind", n)
 
 def amount_label(rows: pd.DataFrame) -> str:
     """Axis label of one amount: the configured rate (of the target class) or count, with the image count(s)."""
@@ -61,7 +73,7 @@ def _panel_heatmap(df: pd.DataFrame, metric: str, ax: plt.Axes, cbar: bool) -> N
     rows = df.sort_values("target").drop_duplicates("target")["target_name"].tolist()
     grid = (df.assign(value=100 * df[metric]).groupby(["target_name", "amount"])["value"].mean()
             .unstack("amount").reindex(index=rows, columns=order).rename(columns=names))
-    sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=cbar,
+    seaborn().heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=cbar,
                 cbar_kws={"label": METRIC_LABELS[metric]} if cbar else None, annot_kws={"size": 9})
     ax.set_xlabel("poisoned images (share of the target class)" if df["rate"].notna().all() else "poisoned images")
     ax.set_ylabel("target class")
@@ -97,7 +109,7 @@ def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str |
     targets = df.sort_values("target").drop_duplicates("target")[["target", "target_name"]].values.tolist()
     panels = [(m, t, name) for m in metrics for t, name in targets]
     fig, axes = _facets(len(panels))
-    palette = dict(zip(dict.fromkeys(df["series"]), sns.color_palette("colorblind", df["series"].nunique())))
+    palette = dict(zip(dict.fromkeys(df["series"]), colours(df["series"].nunique())))
     for ax, (m, t, name) in zip(axes.flat, panels):
         part = df[df["target"] == t].assign(value=100 * df[m], x=lambda d: d["amount"].map(order.index))
         names = _columns(part)[1]  # counts differ between target classes
@@ -155,7 +167,7 @@ def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[st
         len(metrics) * (1.3 * len(defences) + 2.6), 0.5 * means["series"].nunique() + 2))
     for ax, m in zip(axes[0], metrics):
         grid = 100 * means.pivot(index="series", columns="defence", values=m)
-        sns.heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
+        seaborn().heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
                     annot_kws={"size": 9})
         ax.set_title(METRIC_LABELS[m], fontsize=9)
         ax.set_xlabel("defence")
@@ -183,7 +195,7 @@ def moving_average(v: np.ndarray, k: int = 3) -> np.ndarray:
 def loss_trace(logs: list[dict], names: dict[int, str], title: str, path: str | Path) -> None:
     """Median and interquartile range of per-sample training losses per group, a panel per target (Figure 4-1)."""
     fig, axes = _facets(len(logs))
-    colors = dict(zip(LOSS_GROUPS, sns.color_palette("colorblind", 3)))
+    colors = dict(zip(LOSS_GROUPS, colours(3)))
     for ax, log in zip(axes.flat, logs):
         trace = log["loss_trace"]
         steps = np.array([p["step"] for p in trace])
@@ -209,7 +221,7 @@ def loss_trace(logs: list[dict], names: dict[int, str], title: str, path: str | 
 def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], title: str, path: str | Path) -> None:
     """Poisoned examples found among the N lowest-label-probability training examples (Figure 3-1)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    palette = dict(zip(dict.fromkeys(series), sns.color_palette("colorblind", len(set(series)))))
+    palette = dict(zip(dict.fromkeys(series), colours(len(set(series)))))
     for label in dict.fromkeys(series):
         runs = [poisoned_among_lowest(s["probability"], s["poisoned"]) for s, lab in zip(scores, series) if lab == label]
         found = np.mean(runs, axis=0)

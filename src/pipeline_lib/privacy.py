@@ -57,16 +57,24 @@ def clipped_microbatch_sum(model: nn.Module, params: list[nn.Parameter], x: torc
                            microbatches: int, bound: float) -> list[torch.Tensor]:
     """TF Privacy's DP query on one lot (or a whole number of its microbatches): the lot is cut into contiguous
     microbatches, each microbatch's mean-loss gradient over all `params` is scaled to l2 norm at most `bound`
-    (clip_by_global_norm), and the clipped gradients are summed."""
-    losses = nn.functional.cross_entropy(model(x), y, reduction="none").view(microbatches, -1).mean(1)
-    total = [torch.zeros_like(p) for p in params]
-    for i, loss in enumerate(losses):
-        grads = torch.autograd.grad(loss, params, retain_graph=i + 1 < microbatches)
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        scale = bound / torch.clamp(norm, min=bound)
-        for t, g in zip(total, grads):
-            t.add_(g * scale)
-    return total
+    (clip_by_global_norm), and the clipped gradients are summed. Every microbatch's gradient comes from one
+    vectorised pass (torch.func's vmap of grad), not a backward pass each."""
+    from torch.func import functional_call, grad, vmap
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    trained = [names[id(p)] for p in params]
+    fixed = {n: t.detach() for n, t in [*model.named_parameters(), *model.named_buffers()] if n not in trained}
+
+    def loss(weights: tuple[torch.Tensor, ...], xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, {**fixed, **dict(zip(trained, weights))}, (xb,))
+        return nn.functional.cross_entropy(out, yb)
+
+    per_micro = vmap(grad(loss), in_dims=(None, 0, 0))(tuple(p.detach() for p in params),
+                                                        x.view(microbatches, -1, *x.shape[1:]),
+                                                        y.view(microbatches, -1))
+    norms = torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in per_micro]), dim=0)
+    scale = bound / torch.clamp(norms, min=bound)
+    return [(g * scale.view(-1, *[1] * (g.dim() - 1))).sum(0) for g in per_micro]
 
 
 def noised_mean(total: list[torch.Tensor], microbatches: int, std: float, gen: torch.Generator) -> list[torch.Tensor]:

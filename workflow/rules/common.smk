@@ -199,11 +199,9 @@ def trigger_network(v):
 
 
 def evaluation_inputs(w):
-    """An evaluation cohort's models and training logs, and the trigger networks of input-aware attacks."""
-    victims = cohort_of(w).victims
-    return {"models": [str(v.path / "model.pt") for v in victims],
-            "train_logs": [str(v.path / "train_log.json") for v in victims],
-            "trigger_nets": [n for v in victims if (n := trigger_network(v))]}
+    """An evaluation cohort's trained models (its training folder) and the trigger networks of input-aware attacks."""
+    cohort = cohort_of(w)
+    return {"models": f"{cohort.path}/models", "trigger_nets": [n for v in cohort.victims if (n := trigger_network(v))]}
 
 
 def evaluation_members(w):

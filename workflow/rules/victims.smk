@@ -1,6 +1,6 @@
 # Stages 4-5: train the victims of each cohort in one job (one stacked network where the defence allows), then
-# evaluate them in one job on clean and triggered test images; each victim's files are then linked into its own
-# folder, where every figure reads them.
+# evaluate them in one job on clean and triggered test images; each victim's model, training log and metrics are
+# then linked into its own folder (one link job per victim), where every figure reads them.
 
 VICTIM = layout.VICTIM
 COHORT = layout.COHORT
@@ -32,23 +32,6 @@ rule train_cohort:
         "../scripts/train_cohort.py"
 
 
-rule link_victim:
-    input:
-        lambda w: f"{victim_cohort(w)}/models",
-    output:
-        model=f"{VICTIM}/model.pt",
-        log=f"{VICTIM}/train_log.json",
-    params:
-        model=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/model.pt",
-        log=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}/train_log.json",
-    conda:
-        "../envs/pipeline.yaml"
-    log:
-        layout.log("link_victim", VICTIM),
-    shell:
-        link_shell(("{params.model:q}", "{output.model:q}"), ("{params.log:q}", "{output.log:q}"))
-
-
 rule evaluate_cohort:
     input:
         unpack(evaluation_inputs),
@@ -69,16 +52,23 @@ rule evaluate_cohort:
         "../scripts/evaluate_cohort.py"
 
 
-rule link_metrics:
+rule link_victim:
     input:
-        lambda w: f"{victim_cohort(w)}/metrics",
+        models=lambda w: f"{victim_cohort(w)}/models",
+        metrics=lambda w: f"{victim_cohort(w)}/metrics",
     output:
-        f"{VICTIM}/metrics.json",
+        model=f"{VICTIM}/model.pt",
+        log=f"{VICTIM}/train_log.json",
+        metrics=f"{VICTIM}/metrics.json",
     params:
-        metrics=lambda w, input: f"{input[0]}/{member_name(w.attack, w.target, w.amount)}.json",
+        member=lambda w: member_name(w.attack, w.target, w.amount),
     conda:
         "../envs/pipeline.yaml"
     log:
-        layout.log("link_metrics", VICTIM),
+        layout.log("link_victim", VICTIM),
     shell:
-        link_shell(("{params.metrics:q}", "{output:q}"))
+        link_shell(
+            ("{input.models:q}/{params.member:q}/model.pt", "{output.model:q}"),
+            ("{input.models:q}/{params.member:q}/train_log.json", "{output.log:q}"),
+            ("{input.metrics:q}/{params.member:q}.json", "{output.metrics:q}"),
+        )

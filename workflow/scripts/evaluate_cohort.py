@@ -5,4 +5,6 @@ from pipeline_lib.runlog import job_log
 i, p = snakemake.input, snakemake.params
 with job_log(snakemake.log[0]):
     plugins.use(snakemake.config["plugins"])
-    evaluate_cohort(i.data, list(i.models), list(i.train_logs), p.members, snakemake.output[0])
+    folders = [f"{i.models}/{m['name']}" for m in p.members]
+    evaluate_cohort(i.data, [f"{f}/model.pt" for f in folders], [f"{f}/train_log.json" for f in folders], p.members,
+                    snakemake.output[0])

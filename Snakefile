@@ -23,24 +23,6 @@ include: "workflow/rules/figures.smk"
 report: "workflow/report/workflow.rst"
 
 
-# On a cluster these run on the submit host: downloads need its network, the rest takes seconds.
-localrules:
-    prepare_data,
-    poison_dataset,
-    link_perturbed,
-    link_victim,
-    aggregate_metrics,
-    aggregate_all_metrics,
-    plot_heatmap,
-    plot_lines,
-    plot_defence_heatmap,
-    plot_loss_trace,
-    plot_filtering,
-    plot_filtered_examples,
-    plot_examples,
-    score_claims,
-
-
 rule all:
     input:
         expand(layout.FIGURE, figure=config["figures"]),

@@ -132,6 +132,14 @@ def data_version(dataset):
     return {**spec, "sha256": file_sha256(path)}
 
 
+def figure_param(key):
+    """A parameter read from the figure's config block (its kind's default where the block leaves the key out)."""
+    def param(w):
+        spec = config["figures"][w.figure]
+        return spec[key] if key in spec else figure_option(config, w.figure, key)
+    return param
+
+
 def figures_of(*kinds):
     """Regex matching the names of the figures of some kinds (never matching when there are none)."""
     names = [f for f, spec in config["figures"].items() if spec["kind"] in kinds]

@@ -2,6 +2,7 @@
 
 
 rule prepare_data:
+    localrule: True  # on a cluster it runs on the submit host (downloads need its network; seconds)
     input:
         local_dataset_file,
     output:

@@ -2,6 +2,7 @@
 
 
 rule aggregate_metrics:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         victim_metrics,
     output:
@@ -25,6 +26,7 @@ rule aggregate_metrics:
 
 
 rule aggregate_all_metrics:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         all_victim_metrics,
     output:
@@ -46,6 +48,7 @@ rule aggregate_all_metrics:
 
 
 rule plot_heatmap:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         layout.TABLE,
     output:
@@ -56,9 +59,9 @@ rule plot_heatmap:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
-        metric=lambda w: config["figures"][w.figure]["metric"],
+        metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("asr_heatmap"),
@@ -71,6 +74,7 @@ rule plot_heatmap:
 
 
 rule plot_lines:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         layout.TABLE,
     output:
@@ -81,9 +85,9 @@ rule plot_lines:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
-        metric=lambda w: config["figures"][w.figure]["metric"],
+        metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("asr_lines", "per_class_lines"),
@@ -96,6 +100,7 @@ rule plot_lines:
 
 
 rule plot_defence_heatmap:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         layout.TABLE,
     output:
@@ -112,9 +117,9 @@ rule plot_defence_heatmap:
             labels={"figure": "{figure}", "content": "summary table"},
         ),
     params:
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
-        metric=lambda w: config["figures"][w.figure]["metric"],
+        metric=figure_param("metric"),
         defences=lambda w: list(dict.fromkeys(v.defence for _, v in figure_rows(config, w.figure))),
         code=code_version("plots"),
     wildcard_constraints:
@@ -145,12 +150,12 @@ rule plot_tsne:
         ),
     params:
         data=lambda w: data_version(figure_rows(config, w.figure)[0][1].dataset),
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
         titles=tsne_titles,
         rows=victim_descriptions,
         cls=lambda w: figure_rows(config, w.figure)[0][1].target,
-        clean_sample=lambda w: figure_option(config, w.figure, "clean_sample"),
+        clean_sample=figure_param("clean_sample"),
         code=code_version("activations"),
     wildcard_constraints:
         figure=figures_of("tsne"),
@@ -163,6 +168,7 @@ rule plot_tsne:
 
 
 rule plot_loss_trace:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         logs=victim_train_logs,
         table=layout.TABLE,
@@ -174,7 +180,7 @@ rule plot_loss_trace:
             labels={"figure": "{figure}", "content": "figure"},
         ),
     params:
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
         code=code_version("plots"),
     wildcard_constraints:
@@ -188,6 +194,7 @@ rule plot_loss_trace:
 
 
 rule plot_filtering:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         scores=figure_scores,
     output:
@@ -204,11 +211,11 @@ rule plot_filtering:
             labels={"figure": "{figure}", "content": "table"},
         ),
     params:
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
         sets=poison_descriptions,
-        inspected=lambda w: figure_option(config, w.figure, "inspected"),
+        inspected=figure_param("inspected"),
         code=code_version("plots"),
     wildcard_constraints:
         figure=figures_of("filtering"),
@@ -221,6 +228,7 @@ rule plot_filtering:
 
 
 rule plot_filtered_examples:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         data=lambda w: layout.data(config["figures"][w.figure]["dataset"]),
         scores=figure_scores,
@@ -234,10 +242,10 @@ rule plot_filtered_examples:
         ),
     params:
         data=lambda w: data_version(config["figures"][w.figure]["dataset"]),
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
         series=poison_labels,
-        inspect=lambda w: figure_option(config, w.figure, "inspect"),
+        inspect=figure_param("inspect"),
         code=code_version("galleries"),
     wildcard_constraints:
         figure=figures_of("filtered_examples"),
@@ -250,6 +258,7 @@ rule plot_filtered_examples:
 
 
 rule plot_examples:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         data=lambda w: layout.data(config["figures"][w.figure]["dataset"]),
         perturbed=example_perturbations,
@@ -262,13 +271,13 @@ rule plot_examples:
         ),
     params:
         data=lambda w: data_version(config["figures"][w.figure]["dataset"]),
-        title=lambda w: config["figures"][w.figure]["title"],
+        title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
         columns=lambda w: [[label, canonical(c)] for label, c in config["figures"][w.figure]["columns"].items()],
         classes=lambda w: example_classes(config, w.figure),
         perturbed_keys=example_perturbed_keys,
-        per_class=lambda w: figure_option(config, w.figure, "per_class"),
-        shown_label=lambda w: figure_option(config, w.figure, "shown_label"),
+        per_class=figure_param("per_class"),
+        shown_label=figure_param("shown_label"),
         triggers=lambda w: {
             c["trigger"]: trigger_of(c["trigger"])
             for c in config["figures"][w.figure]["columns"].values()
@@ -286,6 +295,7 @@ rule plot_examples:
 
 
 rule score_claims:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         unpack(claim_tables),
     output:

@@ -29,6 +29,7 @@ rule perturb_classes:
 
 
 rule link_perturbed:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         layout.PERTURBED_CLASSES,
     output:

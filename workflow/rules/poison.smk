@@ -2,6 +2,7 @@
 # the data filter of thesis 7.3 scores each poisoned training set.
 
 rule poison_dataset:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         unpack(attack_perturbed),
         unpack(attack_network),

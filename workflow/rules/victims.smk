@@ -53,6 +53,7 @@ rule evaluate_cohort:
 
 
 rule link_victim:
+    localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:
         models=lambda w: f"{victim_cohort(w)}/models",
         metrics=lambda w: f"{victim_cohort(w)}/metrics",

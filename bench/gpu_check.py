@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))  # the library from this checkout, no inst
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline_lib import models, privacy  # noqa: E402
+from pipeline_lib import models, plugins, privacy  # noqa: E402
 from pipeline_lib.accel import Accel  # noqa: E402
 from pipeline_lib.poisons import PoisonSet, poison  # noqa: E402
 from pipeline_lib.data import Dataset, load_source  # noqa: E402
@@ -46,7 +46,6 @@ from pipeline_lib.layout import Amount  # noqa: E402
 from pipeline_lib.models import predict, to_float  # noqa: E402
 from pipeline_lib.stacking import train_stacked  # noqa: E402
 from pipeline_lib.train import Recipe, train  # noqa: E402
-from pipeline_lib.triggers import make_trigger  # noqa: E402
 
 BUNDLE = ROOT / "gpu_bundle"                      # git-ignored: what the GPU call carries
 SUBSET_NAME = "cifar10_subset.npz"
@@ -170,8 +169,13 @@ def training_jobs(cfg: dict[str, Any], images: dict[str, tuple[int, int]]) -> li
     jobs += [{"kind": "gan", "dataset": d, "gan": g} for d, g, _, _ in sorted(pairs)]
     jobs += [{"kind": "input_aware", "dataset": d, "recipe": attacks[a]["recipe"], "images": images[d][0]}
              for d, a, _, _ in sorted({(v.dataset, v.attack, v.target, v.seed) for v in plan
-                                       if attacks[v.attack]["method"] == "input_aware"})]
+                                       if plugins.method("attack", attacks[v.attack]["method"]).trigger == "trained"})]
     return jobs
+
+
+def keys_of(kind: str, block: dict[str, Any]) -> dict[str, Any]:
+    """A method block's keys with its dataclass's defaults filled in, as JSON values."""
+    return json.loads(json.dumps(dataclasses.asdict(plugins.settings(kind, block)[1])))
 
 
 def config_facts(path: Path) -> dict[str, Any]:
@@ -180,18 +184,21 @@ def config_facts(path: Path) -> dict[str, Any]:
     from pipeline_lib.config import classes_of, source_info
 
     cfg, notes = load_config(path), []
+    # every defence block with its method's defaults and whether its members stack (the catalogue's traits)
+    defences = {name: {"method": d["method"], **keys_of("defence", d),
+                       "stacks": plugins.method("defence", d["method"]).stacks} for name, d in cfg["defences"].items()}
     images = dataset_images(cfg, notes)
     jobs = training_jobs(cfg, images)
     for job in jobs:
         job["shape"] = list(source_info(cfg, job["dataset"]).image_shape)
     name = next(d for d, spec in cfg["defences"].items() if spec["method"] == "dp_sgd")
-    spec = cfg["defences"][name]
+    spec = defences[name]
     public = cfg["surrogates"][spec["pretrained"]]
     block = cfg["recipes"][public["recipe"]]
     arch = {"name": block["model"], "in_channels": 3, "num_classes": classes_of(cfg, public["dataset"]),
             **block.get("model_options", {})}
     recipe = next(j["recipe"] for j in jobs if j.get("defence") == name)
-    return {"config": path.name, "recipes": cfg["recipes"], "defences": cfg["defences"], "gans": cfg["gans"],
+    return {"config": path.name, "recipes": cfg["recipes"], "defences": defences, "gans": cfg["gans"],
             "dp": {"defence": name, "spec": spec, "recipe": recipe, "pretrained_arch": arch}, "jobs": jobs,
             "notes": notes}
 
@@ -251,7 +258,7 @@ def load_data(smoke: bool, path: Path | None) -> tuple[Dataset, str]:
 
 def badnets_sets(x: np.ndarray, y: np.ndarray, size: int, num_classes: int) -> list[PoisonSet]:
     """`size` BadNets poison sets of 5% of the images (targets 0, 1, ..., then further seeds)."""
-    trigger = make_trigger(pattern="bottom_right", amplitude=255)
+    trigger = plugins.method("trigger", "bottom_right").config(amplitude=255)  # no jsonschema on a bare GPU machine
     return [poison("badnets", x, y, m % num_classes, Amount(count=max(1, len(y) // 20)), trigger, m // num_classes)
             for m in range(size)]
 
@@ -469,7 +476,7 @@ class Rates:
             return whole * (1 + job["pgd_steps"]), "(a) solo, scaled"
         if job["kind"] == "input_aware":
             return whole, "classifier only (lower bound)"
-        spec = defences_cfg.get(job["defence"], {"method": "none"})
+        spec = defences_cfg.get(job["defence"], {"method": "none", "stacks": True})
         m, method = job["victims"], spec["method"]
         if method == "dp_sgd":
             return m * spec["steps"] * self.dp, "(c)"
@@ -479,7 +486,7 @@ class Rates:
             epochs = spec["isolation_epochs"] + spec["finetuning_epochs"] + spec["unlearning_epochs"] * spec[
                 "isolation_ratio"]
             return m * epochs * epoch, "(a) solo, scaled"
-        if method in ("none", "adv_training") and not recipe.trace_per_epoch:
+        if spec["stacks"] and not recipe.trace_per_epoch:
             pgd = 1 + spec.get("steps", 0) if method == "adv_training" else 1
             if recipe.model == self.thesis.model:
                 steps = math.ceil(recipe.epochs * (job["images"] // recipe.batch_size))

@@ -72,7 +72,7 @@ def test_the_catalogue_holds_every_method_of_the_package_with_its_traits():
         cat["defence"])
     assert {n for n, d in cat["defence"].items() if d.stacks} == {"none", "adv_training"}
     assert {n for n, d in cat["defence"].items() if d.needs_base} == {"spectral", "activation_clustering"}
-    assert not cat["attack"]["label_consistent"].relabels and cat["attack"]["label_consistent"].perturbs
+    assert not cat["attack"]["label_consistent"].relabels and cat["attack"]["badnets"].relabels
     assert cat["attack"]["input_aware"].trigger == "trained" and cat["attack"]["none"].trigger == "none"
     assert cat["defence"]["abl"].module == "pipeline_lib.defences.abl"
     assert {"epsilon", "isolation_precision", "detection_recall", "microbatches"} <= set(plugins.measures())
@@ -92,6 +92,8 @@ def test_defaults_are_written_once_in_the_method_dataclass():
      "defences.abl.isolation_ratio': 2 is greater than the maximum of 1"),
     ("defences", "dp", {"method": "dp_sgd", "lr": 0.1, "steps": 5}, "defences.dp.noise_multiplier': missing"),
     ("defences", "x", {"method": "fine_prune"}, "defences.x.method': unknown defence method 'fine_prune' (known: "),
+    ("defences", "dp", {"method": "dp_sgd", "lr": 0.1, "steps": 5, "noise_multiplier": 1.0, "pretrained": None},
+     "defences.dp.pretrained': None is not of type 'string'"),   # an optional key is left out, never null
     ("attacks", "gu", {"method": "badnets", "trigger": "gu", "recipe": "r"},
      "attacks.gu.recipe': not a key of attack 'badnets'"),
     ("triggers", "gu", {"pattern": "bottom_right", "alpha": 0.2},

@@ -44,8 +44,11 @@ def test_code_version_changes_with_the_source_of_its_closure_only(tmp_path, monk
     provenance.code_version.cache_clear()
 
 
-def test_a_plug_in_module_outside_the_package_counts_with_its_file(tmp_path, monkeypatch):
-    (tmp_path / "my_methods.py").write_text("METHODS = []\n")
+def test_a_plug_in_module_outside_the_package_counts_with_its_file_and_its_package_imports(tmp_path, monkeypatch):
+    from pipeline_lib import provenance
+
+    (tmp_path / "my_methods.py").write_text("from pipeline_lib.attacks import select\nMETHODS = []\n")
+    assert "attacks" in provenance._imports_of(tmp_path / "my_methods.py", None)
     monkeypatch.syspath_prepend(str(tmp_path))
     before = code_version("victims", "my_methods")
     code_version.cache_clear()

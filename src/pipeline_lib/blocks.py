@@ -21,13 +21,12 @@ def key(default: Any = dataclasses.MISSING, help: str = "", **bounds: Any) -> An
 
 
 def _type_schema(hint: Any) -> dict[str, Any]:
-    """The JSON schema of a field's type: int, float, bool, str, tuple[x, ...], dict, and unions with None."""
+    """The JSON schema of a field's type: int, float, bool, str, tuple[x, ...], dict, and unions (None left out:
+    a config block leaves an optional key out rather than writing null)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [_type_schema(a) for a in args]
+    if origin in (typing.Union, types.UnionType):  # None is only ever a default (the key left out), never a value
+        options = [_type_schema(a) for a in args if a is not type(None)]
         return {"anyOf": options} if len(options) > 1 else options[0]
-    if hint is type(None):
-        return {"type": "null"}
     if origin is tuple:
         return {"type": "array", "items": _type_schema(args[0])}
     if origin is dict or hint is dict:

@@ -9,7 +9,6 @@ loss keeps triggers of different images different, a norm loss keeps masks spars
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -25,7 +25,6 @@ METRIC_LABELS = {
 }
 
 
-
 def seaborn() -> Any:
     """seaborn, imported where a plot uses it (1.5 s of start-up the image galleries need not pay)."""
     import seaborn as sns
@@ -36,6 +35,7 @@ def seaborn() -> Any:
 def colours(n: int) -> list[tuple[float, float, float]]:
     """seaborn's colour-blind palette of n colours."""
     return seaborn().color_palette("colorblind", n)
+
 
 def amount_label(rows: pd.DataFrame) -> str:
     """Axis label of one amount: the configured rate (of the target class) or count, with the image count(s)."""
@@ -74,7 +74,7 @@ def _panel_heatmap(df: pd.DataFrame, metric: str, ax: plt.Axes, cbar: bool) -> N
     grid = (df.assign(value=100 * df[metric]).groupby(["target_name", "amount"])["value"].mean()
             .unstack("amount").reindex(index=rows, columns=order).rename(columns=names))
     seaborn().heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=cbar,
-                cbar_kws={"label": METRIC_LABELS[metric]} if cbar else None, annot_kws={"size": 9})
+                      cbar_kws={"label": METRIC_LABELS[metric]} if cbar else None, annot_kws={"size": 9})
     ax.set_xlabel("poisoned images (share of the target class)" if df["rate"].notna().all() else "poisoned images")
     ax.set_ylabel("target class")
     ax.tick_params(axis="y", rotation=0)
@@ -168,7 +168,7 @@ def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[st
     for ax, m in zip(axes[0], metrics):
         grid = 100 * means.pivot(index="series", columns="defence", values=m)
         seaborn().heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
-                    annot_kws={"size": 9})
+                          annot_kws={"size": 9})
         ax.set_title(METRIC_LABELS[m], fontsize=9)
         ax.set_xlabel("defence")
         ax.set_ylabel("attack")

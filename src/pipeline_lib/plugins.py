@@ -58,13 +58,12 @@ class Attack(Method):
     select(y, target, n, rng) -> (indices, labels) of the n examples poisoned;
     relabels: poisons may come from every class (an amount's pool is the whole training set), else only from
     the target class; trigger: 'fixed' (its block names a trigger), 'trained' (a generator trained per target
-    and seed, its block names the attacker's recipe) or 'none' (nothing poisoned: the clean victim);
-    perturbs: its block may name a perturbation applied to the target-class images before the trigger."""
+    and seed, its block names the attacker's recipe) or 'none' (nothing poisoned: the clean victim). A
+    `perturbation` key in its config makes the target-class images perturbed before the trigger."""
 
     select: Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
     relabels: bool = True
     trigger: str = "fixed"
-    perturbs: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,11 +112,12 @@ KIND_OF = {Attack: "attack", Trigger: "trigger", Defence: "defence"}
 def _register(found: dict[str, dict[str, Method]], module: str) -> None:
     """Add a module's METHODS to `found`, refusing a name two modules declare."""
     try:
-        declared = importlib.import_module(module).METHODS
-    except ImportError as e:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as e:
         raise PluginError(f"config key 'plugins': cannot import method module '{module}' ({e})") from None
-    except AttributeError:
-        raise PluginError(f"method module '{module}' declares no METHODS list") from None
+    declared = getattr(imported, "METHODS", None)
+    if not isinstance(declared, list):
+        raise PluginError(f"method module '{module}' declares no METHODS list")
     for m in declared:
         kind = KIND_OF.get(type(m))
         if kind is None:
@@ -172,6 +172,11 @@ def settings(kind: str, block: dict[str, Any]) -> tuple[Any, Any]:
     m = method(kind, block[METHOD_KEY[kind]])
     keys = {k: v for k, v in block.items() if k != METHOD_KEY[kind]}
     return m, from_block(m.config, keys, f"{kind} '{m.name}'")
+
+
+def modules(kind: str) -> list[str]:
+    """The modules declaring the methods of a kind, each once."""
+    return list(dict.fromkeys(m.module for m in catalogue()[kind].values()))
 
 
 def measures() -> list[str]:

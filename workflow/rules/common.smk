@@ -183,15 +183,24 @@ def cohort_members(w):
 
 def training_inputs(w):
     """A training cohort's poison sets and what its defence reads beside the data: the public-data model
-    (DP-SGD) or the undefended victims (sanitisers)."""
+    (DP-SGD) or the training folders of the undefended victims' cohorts (sanitisers: read there, so that
+    re-evaluating the undefended victims retrains nothing)."""
     cohort = cohort_of(w)
     spec = defence_spec(w)
     extra = {}
     if "pretrained" in spec:
         extra["pretrained"] = f"{layout.surrogate(spec['pretrained'])}/model.pt"
     if plugins.method("defence", spec["method"]).needs_base:
-        extra["bases"] = [str(v.undefended().path / "model.pt") for v in cohort.victims]
+        extra["bases"] = sorted({f"{cohorts()[0][v.undefended()].path}/models" for v in cohort.victims})
     return {"poisons": [str(v.poisoned.path) for v in cohort.victims], **extra}
+
+
+def base_models(w):
+    """The undefended twin's model file of each member, inside its cohort's training folder (sanitisers only)."""
+    if not plugins.method("defence", defence_spec(w)["method"]).needs_base:
+        return []
+    return [f"{cohorts()[0][b].path}/models/{member_name(b.attack, b.target, b.amount)}/model.pt"
+            for b in (v.undefended() for v in cohort_of(w).victims)]
 
 
 def method_module(kind, block):
@@ -372,9 +381,15 @@ def poisoning_code(w):
 
 
 def evaluation_code(w):
-    """The code version of an evaluation cohort: evaluation and its members' trigger modules."""
-    return code_version("evaluate", *sorted({method_module("trigger", m["trigger"])
-                                             for m in evaluation_members(w) if m["trigger"]}))
+    """The code version of an evaluation cohort: evaluation and its members' attack and trigger modules."""
+    members = evaluation_members(w)
+    return code_version("evaluate", *sorted({method_module("trigger", m["trigger"]) for m in members if m["trigger"]}
+                                            | {method_module("attack", m["describe"]) for m in members}))
+
+
+def tables_code():
+    """The code version of the tables: tables and the defence modules whose measures are columns."""
+    return code_version("tables", *plugins.modules("defence"))
 
 
 def example_trigger_modules(w):

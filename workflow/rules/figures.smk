@@ -14,7 +14,7 @@ rule aggregate_metrics:
         ),
     params:
         series=series_labels,
-        code=code_version("tables"),
+        code=tables_code(),
     wildcard_constraints:
         figure=figures_of(*METRICS_TABLE_KINDS),
     conda:
@@ -38,7 +38,7 @@ rule aggregate_all_metrics:
         ),
     params:
         series=lambda w, input: [""] * len(input),
-        code=code_version("tables"),
+        code=tables_code(),
     conda:
         "../envs/pipeline.yaml"
     log:

@@ -14,6 +14,7 @@ rule train_cohort:
         directory(f"{COHORT}/models"),
     params:
         members=cohort_members,
+        bases=base_models,
         data=lambda w: data_version(w.dataset),
         recipe=lambda w: canonical(config["recipes"][w.recipe]),
         defence=defence_spec,

@@ -7,4 +7,4 @@ with job_log(snakemake.log[0]):
     plugins.use(snakemake.config["plugins"])
     train_cohort(i.data, list(i.poisons), p.members, p.recipe, p.defence, int(snakemake.wildcards.seed),
                  snakemake.output[0], snakemake.threads, pretrained=i.get("pretrained"),
-                 bases=list(i.get("bases", [])) or None, gpu=p.gpu)
+                 bases=p.bases or None, gpu=p.gpu)

@@ -26,5 +26,4 @@ class Config:
 
 
 METHODS = [Attack(name="label_consistent", summary="label-consistent (Turner et al. 2019): target-class images, "
-                  "perturbed and triggered, labels kept", config=Config, select=target_images, relabels=False,
-                  perturbs=True)]
+                  "perturbed and triggered, labels kept", config=Config, select=target_images, relabels=False)]

@@ -124,7 +124,9 @@ def test_a_broken_plug_in_list_stops_planning_with_one_line(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "twin_badnets.py").write_text(TOY_ATTACK.replace('"toy_source"', '"badnets"'))
     (tmp_path / "no_methods.py").write_text("X = 1\n")
+    (tmp_path / "broken_syntax.py").write_text("def (:\n")
     for modules, message in ((["no_such_module"], "cannot import method module 'no_such_module'"),
+                             (["broken_syntax"], "cannot import method module 'broken_syntax' \\(SyntaxError"),
                              (["no_methods"], "'no_methods' declares no METHODS list"),
                              (["twin_badnets"], "'badnets' is declared by both 'pipeline_lib.attacks.badnets' and "
                                                 "'twin_badnets'")):

@@ -11,7 +11,7 @@ def test_closure_follows_in_package_imports():
     assert not {"gan", "evaluate", "perturb"} & set(closure("surrogates"))  # ... GAN or metric code does not
     assert "gan" in closure("perturb") and "train" not in closure("perturb")
     assert "train" not in closure("poisons") and "poisons" not in closure("data")
-    assert "trigger_nets" in closure("poisons") and "input_aware" not in closure("poisons")  # poisons use, not train, them
+    assert "trigger_nets" in closure("poisons") and "input_aware" not in closure("poisons")  # used, not trained
 
 
 def test_a_method_module_brings_its_own_imports_including_those_inside_functions():

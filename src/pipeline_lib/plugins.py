@@ -113,8 +113,9 @@ def _register(found: dict[str, dict[str, Method]], module: str) -> None:
     """Add a module's METHODS to `found`, refusing a name two modules declare."""
     try:
         imported = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise PluginError(f"config key 'plugins': cannot import method module '{module}' ({e})") from None
+    except Exception as e:  # a plug-in is the user's code: any failure to import ends planning with one line
+        where = "" if module.startswith(f"{__package__}.") else "config key 'plugins': "
+        raise PluginError(f"{where}cannot import method module '{module}' ({type(e).__name__}: {e})") from None
     declared = getattr(imported, "METHODS", None)
     if not isinstance(declared, list):
         raise PluginError(f"method module '{module}' declares no METHODS list")

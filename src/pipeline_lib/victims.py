@@ -56,4 +56,5 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
         folder = Path(out_dir) / member_name(attack, target, amount)
         models.save_weights(folder / "model.pt", info["arch"], model)
         save_json(folder / "train_log.json", {"defence": {}, **info, "loss_trace": trace.points if trace else [],
-                                              "defence_method": method.name, "poison": {**meta, "count": len(ps.indices)}})
+                                              "defence_method": method.name,
+                                              "poison": {**meta, "count": len(ps.indices)}})

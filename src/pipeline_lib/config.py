@@ -449,8 +449,9 @@ def claim_figures(config: dict[str, Any]) -> list[str]:
 
 
 def figure_option(config: dict[str, Any], figure: str, key: str) -> Any:
-    """A kind-specific figure key, or its default."""
-    return config["figures"][figure].get(key, KIND_KEYS[config["figures"][figure]["kind"]][key])
+    """A figure key, or its kind's default for it."""
+    spec = config["figures"][figure]
+    return spec[key] if key in spec else KIND_KEYS[spec["kind"]][key]
 
 
 def amounts(spec: dict[str, Any]) -> list[str]:

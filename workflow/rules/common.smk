@@ -134,10 +134,7 @@ def data_version(dataset):
 
 def figure_param(key):
     """A parameter read from the figure's config block (its kind's default where the block leaves the key out)."""
-    def param(w):
-        spec = config["figures"][w.figure]
-        return spec[key] if key in spec else figure_option(config, w.figure, key)
-    return param
+    return lambda w: figure_option(config, w.figure, key)
 
 
 def figures_of(*kinds):
@@ -190,17 +187,21 @@ def training_inputs(w):
     extra = {}
     if "pretrained" in spec:
         extra["pretrained"] = f"{layout.surrogate(spec['pretrained'])}/model.pt"
-    if plugins.method("defence", spec["method"]).needs_base:
-        extra["bases"] = sorted({f"{cohorts()[0][v.undefended()].path}/models" for v in cohort.victims})
+    if bases := base_twins(w):
+        extra["bases"] = sorted({f"{c.path}/models" for c, _ in bases})
     return {"poisons": [str(v.poisoned.path) for v in cohort.victims], **extra}
+
+
+def base_twins(w):
+    """Each member's undefended twin with the cohort that trains it, for defences that read it; else nothing."""
+    if not plugins.method("defence", defence_spec(w)["method"]).needs_base:
+        return []
+    return [(cohorts()[0][b], b) for b in (v.undefended() for v in cohort_of(w).victims)]
 
 
 def base_models(w):
     """The undefended twin's model file of each member, inside its cohort's training folder (sanitisers only)."""
-    if not plugins.method("defence", defence_spec(w)["method"]).needs_base:
-        return []
-    return [f"{cohorts()[0][b].path}/models/{member_name(b.attack, b.target, b.amount)}/model.pt"
-            for b in (v.undefended() for v in cohort_of(w).victims)]
+    return [f"{c.path}/models/{member_name(b.attack, b.target, b.amount)}/model.pt" for c, b in base_twins(w)]
 
 
 def method_module(kind, block):

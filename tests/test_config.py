@@ -236,13 +236,13 @@ def test_the_schema_offers_exactly_what_the_registries_define():
     import yaml
 
     from conftest import ROOT
-    from pipeline_lib import data, models, perturb
+    from pipeline_lib import data, figure_kinds, perturb
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["properties"]
     item = lambda section: props[section]["additionalProperties"]["properties"]  # noqa: E731
-    assert set(schema["$defs"]["recipe"]["properties"]["model"]["enum"]) == set(models.MODELS)
     assert set(item("perturbations")["method"]["enum"]) == set(perturb.PERTURBATIONS)
+    assert item("figures")["kind"]["enum"] == list(figure_kinds.KINDS)
     sources = item("datasets")["source"]["pattern"]
     assert sources == "^(" + "|".join(data.DATASETS) + "|npz:.+)$" and set(data.REGISTRY_INFO) == set(data.DATASETS)
 
@@ -260,3 +260,18 @@ def test_a_clean_victim_is_planned_once_and_read_by_every_figure_that_names_it()
     assert trained_victims(cfg)[shared] == set(both)
     assert sum(v == shared for v in cohort_plan(cfg)) == 1
     check_references(cfg)  # no targets or amounts are checked against a clean victim's empty poison set
+
+
+def test_each_figure_kind_is_drawn_by_the_plot_rule_the_registry_names():
+    import re
+
+    from conftest import ROOT
+    from pipeline_lib import figure_kinds
+
+    rules = (ROOT / "workflow/rules/figures.smk").read_text()
+    drawn = dict(re.findall(r'^rule (plot_\w+):.*?figures_drawn_by\("(\w+)"\)', rules, re.S | re.M))
+    assert drawn and all(rule == name for rule, name in drawn.items())   # each plot rule asks for its own kinds
+    assert set(drawn) == {k.rule for k in figure_kinds.KINDS.values()}
+    assert figure_kinds.names(rule="plot_lines") == ("asr_lines", "per_class_lines")
+    assert figure_kinds.unread_keys("filtering")[:3] == ["recipe", "defence", "defences"]
+    assert "inspect" in figure_kinds.unread_keys("filtering") and "filter" not in figure_kinds.unread_keys("filtering")

@@ -1,4 +1,7 @@
 """Perturbations stay within their budgets, make images harder for the surrogate, and keep labels consistent."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -6,10 +9,10 @@ import torch
 from pipeline_lib import models
 from pipeline_lib.poisons import poison
 from pipeline_lib.layout import Amount
-from pipeline_lib.gan import GanRecipe, encode, partner_images, reconstruction_error, train_wgan_gp
+from pipeline_lib.gan import GanRecipe, encode, reconstruction_error, train_wgan_gp
 from pipeline_lib.adversarial import pgd, pgd_adversary, random_start
 from pipeline_lib.models import to_float
-from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize, random_other_class
+from pipeline_lib.perturb import gaussian_noise, partner_images, pixel_interpolation, quantize, random_other_class
 from pipeline_lib.train import Recipe, train
 from pipeline_lib.triggers import make_trigger
 
@@ -106,6 +109,18 @@ def test_random_partners_come_from_every_other_class_and_are_seeded():
     assert (y[partners] != 3).all() and len(set(y[partners])) == 9   # thesis 4.5: any class but the target's
     assert np.array_equal(partners, random_other_class(y, 3, 400, seed=0))
     assert not np.array_equal(partners, random_other_class(y, 3, 400, seed=1))
+
+
+def test_pixel_space_perturbations_run_without_importing_torch(tmp_path):
+    """Noise, pixel interpolation and the identity are numpy jobs: they never pay torch's import."""
+    from pipeline_lib.data import load_source, save_prepared
+    save_prepared(tmp_path / "digits.npz", load_source("digits", "unused"))
+    code = ("import sys; from pipeline_lib.perturb import perturb_classes; "
+            f"perturb_classes({str(tmp_path / 'digits.npz')!r}, {{'method': 'noise', 'std': 8}}, {str(tmp_path / 'out')!r}, 1); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    z = np.load(tmp_path / "out" / "c3.npz", allow_pickle=False)
+    assert (z["cls"] == 3) and len(z["indices"]) == len(z["images"]) > 0
 
 
 def test_wgan_encoder_lowers_reconstruction_error():

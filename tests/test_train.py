@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib.train import Recipe, augment, train
+from pipeline_lib.artifacts import DivergedError
+from pipeline_lib.train import Recipe, Steps, augment, train
 
 RECIPE = Recipe(model="small_cnn", epochs=2, batch_size=16, lr=0.05, model_options={"width": 8})
 
@@ -136,3 +137,15 @@ def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, m
                              [("a", t, "n5") for t in targets], recipe, {"method": "none"}, 0, str(tmp_path / "out"),
                              1, gpu={"bf16": False, "compile": True})
     assert seen == [Accel(bf16=False, compile=True)] * 2
+
+
+def test_the_training_skeleton_takes_exactly_its_steps_across_passes_and_stops_on_a_non_finite_loss():
+    seen = []
+    loop = Steps(5, "test", after_step=seen.append)
+    batches = []
+    while loop.running:
+        batches += [b for b in loop.take(range(3))]   # passes of 3 batches: 3 + 2
+        loop.end_pass([0.5])
+    assert batches == [0, 1, 2, 0, 1] and seen == [1, 2, 3, 4, 5] and loop.passes == 2
+    with pytest.raises(DivergedError, match="member 1 in epoch 3 is nan"):
+        loop.end_pass([0.1, math.nan])

@@ -99,7 +99,7 @@ def test_lint_is_clean():
     (lambda c: c["figures"]["fig3-2"].update(attack="sleeper"),
      "invalid config: config key 'figures.fig3-2.attack': unknown attack 'sleeper'"),
     (lambda c: c["recipes"]["digits_cnn"].update(model="vgg99"),
-     "invalid config: config key 'recipes.digits_cnn.model': 'vgg99' is not one of"),
+     "invalid config: config key 'recipes.digits_cnn.model': unknown model 'vgg99' (known: airbench, "),
     (lambda c: c["datasets"].update(broken={"source": "imagenet"}),
      "invalid config: config key 'datasets.broken.source': 'imagenet' does not match"),
     (lambda c: c["perturbations"]["pgd_l2_80"].update(norm="l3"),

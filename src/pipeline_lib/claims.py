@@ -36,9 +36,6 @@ import pandas as pd
 from .artifacts import atomic_path
 from .tables import write_csv
 
-# figures whose table collects their victims' metrics, and all figures with a table a claim can read
-METRICS_TABLE_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap")
-TABLE_KINDS = (*METRICS_TABLE_KINDS, "filtering", "tsne")
 COLUMNS = ["claim", "source", "statement", "reported", "measured", "measured_low", "measured_high", "compared",
            "compared_low", "compared_high", "statistic", "statistic_low", "statistic_high", "criterion",
            "criterion_low", "criterion_high", "levels", "judged_by", "verdict", "rows", "seeds"]

@@ -10,10 +10,9 @@ from typing import Any
 
 import yaml
 
-from . import plugins
+from . import figure_kinds, plugins
 from .artifacts import ArtifactError
 from .blocks import BlockError
-from .claims import TABLE_KINDS
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
 from .layout import CLEAN_AMOUNT, CLEAN_TARGET, Amount, Poisoned, Victim
@@ -25,25 +24,9 @@ def table_columns() -> set[str]:
     the filtering and t-SNE tables'."""
     return {*victim_columns(), *FILTERING_COLUMNS, *TSNE_COLUMNS}
 
-# figures drawn from trained victims
-VICTIM_KINDS = ("asr_heatmap", "asr_lines", "per_class_lines", "loss_trace", "defence_heatmap", "tsne")
-FILTER_KINDS = ("filtering", "filtered_examples")                            # figures drawn from scored poison sets
+VICTIM_KINDS = figure_kinds.names(source="victims")   # figures drawn from trained victims
+FILTER_KINDS = figure_kinds.names(source="poisons")   # figures drawn from scored poison sets
 GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
-# keys only some figure kinds read, with their defaults, and those of them a kind requires
-KIND_KEYS: dict[str, dict[str, Any]] = {
-    "examples": {"classes": None, "columns": None, "per_class": 1, "shown_label": None},
-    "filtering": {"filter": None, "inspected": None},
-    "filtered_examples": {"filter": None, "inspect": 20},
-    "tsne": {"clean_sample": 500},
-}
-REQUIRED_KEYS = {"examples": ("dataset", "classes", "columns"), "filtering": ("filter",),
-                 "filtered_examples": ("filter",)}
-# grid keys a kind never reads: set there, they would be silently ignored
-IGNORED_KEYS = {
-    "examples": ("attack", "recipe", "defence", "targets", "rates", "counts", "seeds", "series", "defences"),
-    "filtering": ("recipe", "defence", "defences"),
-    "filtered_examples": ("recipe", "defence", "defences"),
-}
 
 
 class ConfigError(ValueError):
@@ -168,15 +151,16 @@ def schema_error_line(err: Any) -> str:
     return f"config key '{path}': {message}"
 
 
-def check_method_block(kind: str, where: str, block: dict[str, Any]) -> None:
+def check_method_block(kind: str, where: str, block: dict[str, Any], keys_at: str = "") -> None:
     """Validate one config block against its method's own keys: unknown method, a key of another method, a
-    wrong type or bound, or a value its dataclass refuses, each as an error naming the key."""
+    wrong type or bound, or a value its dataclass refuses, each as an error naming the key (the method's keys
+    sit at `where` + `keys_at`: a recipe's model options under '.model_options')."""
     try:
         plugins.settings(kind, block)
     except plugins.PluginError as e:
         raise ConfigError(f"config key '{where}.{plugins.METHOD_KEY[kind]}': {e}") from None
     except BlockError as e:
-        raise ConfigError(f"config key '{where}{'.' + e.key if e.key else ''}': {e.message}") from None
+        raise ConfigError(f"config key '{where}{keys_at}{'.' + e.key if e.key else ''}': {e.message}") from None
 
 
 def attack_method(config: dict[str, Any], attack: str) -> plugins.Attack:
@@ -228,12 +212,9 @@ def classes_of(config: dict[str, Any], dataset: str) -> int:
 
 
 def min_image_side(model: str, options: dict[str, Any]) -> int:
-    """The smallest image side a registered model accepts: every max-pool halves it, airbench's whitening
-    (a 2x2 convolution without padding) takes one pixel off first; the padded stride-2 convolutions of
-    thesis_resnet, resnet18, preact_resnet18 and mobilenet_v2 take a side n to ceil(n / 2), never below one pixel."""
-    if model == "vgg":
-        return 2 ** len(options.get("stages", (2, 2, 2)))
-    return {"small_cnn": 4, "airbench": 9}.get(model, 1)
+    """The smallest image side a model of the catalogue accepts with these options (its `min_side` trait)."""
+    method, config = plugins.settings("model", {"model": model, **options})
+    return method.min_side(config)
 
 
 def _check_model(config: dict[str, Any], key: str, recipe: str, dataset: str) -> None:
@@ -344,15 +325,12 @@ def _check_examples(config: dict[str, Any], fig: str, spec: dict[str, Any]) -> N
             _check_partner(config, f"{where}.columns.{col}", c["perturbation"], spec["dataset"])
 
 
-def _unread_keys(kind: str) -> list[str]:
-    """Keys a figure of this kind never reads: its ignored grid keys and the other kinds' own keys."""
-    others = {k for other, keys in KIND_KEYS.items() if other != kind for k in keys}
-    return [*IGNORED_KEYS.get(kind, ()), *sorted(others - set(KIND_KEYS.get(kind, {})))]
-
-
 def check_references(config: dict[str, Any]) -> None:
     """Every name the config uses is defined, every figure key is read by its kind, and every class, amount,
     image size and count fits the data (read from npz archives' labels and headers)."""
+    for name, r in config.get("recipes", {}).items():
+        check_method_block("model", f"recipes.{name}", {"model": r["model"], **r.get("model_options", {})},
+                           keys_at=".model_options")
     for name, s in config.get("surrogates", {}).items():
         _known(config, f"surrogates.{name}.dataset", "datasets", s["dataset"], "dataset")
         _known(config, f"surrogates.{name}.recipe", "recipes", s["recipe"], "recipe")
@@ -377,10 +355,10 @@ def check_references(config: dict[str, Any]) -> None:
                 _known(config, f"attacks.{name}.{key}", section, attack[key], key)
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
-        for key in _unread_keys(kind):
+        for key in figure_kinds.unread_keys(kind):
             if key in spec:
                 raise ConfigError(f"config key 'figures.{fig}.{key}': not used by a '{kind}' figure")
-        for key in REQUIRED_KEYS.get(kind, ()):
+        for key in figure_kinds.KINDS[kind].required:
             if key not in spec:
                 raise ConfigError(f"config key 'figures.{fig}.{key}': missing (a '{kind}' figure needs it)")
         if kind == "examples":
@@ -388,7 +366,7 @@ def check_references(config: dict[str, Any]) -> None:
             continue
         if kind in FILTER_KINDS:
             _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
-        if isinstance(spec["metric"], list) and kind not in ("asr_lines", "per_class_lines", "defence_heatmap"):
+        if isinstance(spec["metric"], list) and not figure_kinds.KINDS[kind].metric_list:
             raise ConfigError(f"config key 'figures.{fig}.metric': a '{kind}' figure draws one metric, not a list")
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
@@ -405,7 +383,7 @@ def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> No
     """A claim's measure reads a figure that has a table, its series and table columns."""
     fig = spec["figure"]
     _known(config, f"{key}.figure", "figures", fig, "figure")
-    if config["figures"][fig]["kind"] not in TABLE_KINDS:
+    if config["figures"][fig]["kind"] not in figure_kinds.tabled():
         raise ConfigError(f"config key '{key}.figure': figure '{fig}' is a '{config['figures'][fig]['kind']}' "
                           "figure, which has no metric table")
     labels = {label for label, _ in series(config, fig)}
@@ -451,7 +429,7 @@ def claim_figures(config: dict[str, Any]) -> list[str]:
 def figure_option(config: dict[str, Any], figure: str, key: str) -> Any:
     """A figure key, or its kind's default for it."""
     spec = config["figures"][figure]
-    return spec[key] if key in spec else KIND_KEYS[spec["kind"]][key]
+    return spec[key] if key in spec else figure_kinds.KINDS[spec["kind"]].keys[key]
 
 
 def amounts(spec: dict[str, Any]) -> list[str]:

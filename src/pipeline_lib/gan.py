@@ -15,6 +15,7 @@ from .artifacts import load_torch, save_json, save_npz, save_torch
 from .blocks import from_block
 from .data import load_prepared
 from .models import check_shapes, to_float
+from .perturb import partner_images
 from .runlog import Progress
 
 
@@ -160,12 +161,6 @@ def load_generator(path: str | Path) -> Generator:
         g.load_state_dict(blob["state_dict"])
         return g.eval()
     return load_torch(path, rebuild)
-
-
-def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:
-    """Training indices of the partner-class image each of n class images is interpolated towards."""
-    pool = np.flatnonzero(y == partner)
-    return np.random.default_rng([seed, cls, partner]).choice(pool, size=n, replace=len(pool) < n)
 
 
 def train_gan(data_path: str, classes: tuple[int, int], recipe: dict[str, Any], seed: int, out: str,

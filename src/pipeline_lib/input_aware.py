@@ -20,8 +20,7 @@ from .artifacts import save_json
 from .attacks.input_aware import DynamicRecipe
 from .data import load_prepared
 from .models import predict, to_float
-from .runlog import Progress
-from .train import Recipe, arch_of, augment, optimizer_for, seed_everything, set_lr
+from .train import Recipe, Steps, arch_of, augment, optimizer_for, seed_everything, set_lr
 from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
 
 
@@ -59,9 +58,8 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
 
     opt_m = torch.optim.Adam(m.parameters(), spec.lr_mask, betas=(0.5, 0.9))
     m.train()
-    epochs = max(1, round(spec.mask_epochs))
-    progress = Progress("mask network", epochs, "epochs")
-    for epoch in range(epochs):
+    mask_loop = Steps(max(1, round(spec.mask_epochs)), "mask network", "epochs")
+    for epoch in range(mask_loop.total):
         set_rate(opt_m, spec.lr_mask * spec.lr_gamma ** sum(epoch >= e for e in spec.mask_milestones))
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
             x1, x2 = to_float(xs[i1]), to_float(xs[i2])
@@ -73,7 +71,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             opt_m.zero_grad(set_to_none=True)
             loss.backward()
             opt_m.step()
-        progress.update(epoch + 1)
+        mask_loop.count()
     m.eval().requires_grad_(False)
 
     arch = arch_of(recipe, x, num_classes)
@@ -83,14 +81,13 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     g.train()
     opt_c, opt_g = optimizer_for(model, recipe), torch.optim.Adam(g.parameters(), spec.lr_generator, betas=(0.5, 0.9))
     steps_per_epoch = max(1, len(ys) // recipe.batch_size)
-    total, step, log = int(recipe.epochs * steps_per_epoch), 0, []
-    progress = Progress("classifier and trigger generator", total)
-    while step < total:
+    loop, log = Steps(int(recipe.epochs * steps_per_epoch), "classifier and trigger generator"), []
+    while loop.running:
         hits = torch.zeros(3, device=device)  # summed per-batch accuracies: backdoor, cross, clean (no host sync)
-        for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
-            if step >= total:
-                break
-            set_lr(opt_c, recipe, step, total, steps_per_epoch)
+        loss_sum = torch.zeros((), device=device)
+        for i1, i2 in loop.take(_pairs(len(ys), recipe.batch_size, gen, device)):
+            step = loop.done
+            set_lr(opt_c, recipe, step, loop.total, steps_per_epoch)
             set_rate(opt_g, spec.lr_generator * spec.lr_gamma ** sum(step >= e * steps_per_epoch
                                                                       for e in spec.generator_milestones))
             x1, x2, y1 = to_float(xs[i1]), to_float(xs[i2]), ys[i1]
@@ -109,12 +106,12 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             loss.backward()
             opt_c.step()
             opt_g.step()
-            progress.update(step + 1)
             right = (out.argmax(1) == labels).float()
             hits += torch.stack([right[:nb].mean(), right[nb:nb + nc].sum() / max(nc, 1), right[nb + nc:].mean()])
-            step += 1
+            loss_sum += loss.detach()
         acc = (hits / steps_per_epoch).tolist()
-        log.append({"epoch": len(log) + 1, "train_backdoor_acc": acc[0], "train_cross_acc": acc[1],
+        loop.end_pass([float(loss_sum) / steps_per_epoch])
+        log.append({"epoch": loop.passes, "train_backdoor_acc": acc[0], "train_cross_acc": acc[1],
                     "train_clean_acc": acc[2], "seconds": time.perf_counter() - t0})
     info = {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log}
     return model.eval().cpu(), g.eval().cpu(), m.cpu(), info

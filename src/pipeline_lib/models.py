@@ -1,5 +1,7 @@
-"""Model registry. Every model maps float images in [0, 1] (NCHW) to logits and splits into
-`features` (penultimate activations) and `classifier` (the last linear layer)."""
+"""What every model shares: input standardisation, the Classifier frame (every model maps float images in [0, 1]
+(NCHW) to logits and splits into `features`, the penultimate activations, and `classifier`, the last linear layer),
+the layers several architectures use, building a model from its spec (the architectures themselves: one module
+each in `architectures`) and the model file format."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import plugins
 from .artifacts import load_torch, save_torch
 
 
@@ -63,7 +66,7 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).float().div_(255)
 
 
-# ---------------------------------------------------------------- thesis ResNet (Methods 7.1)
+# ---------------------------------------------------------------- the thesis ResNet's and PreActResNet-18's unit
 
 class PreActBlock(nn.Module):
     """ResNet v2 unit: BN-ReLU-conv-BN-ReLU-conv plus shortcut (projection in a group's first unit)."""
@@ -79,19 +82,6 @@ class PreActBlock(nn.Module):
         a = torch.relu(self.bn1(x))
         shortcut = self.project(a) if self.project is not None else x
         return self.conv2(torch.relu(self.bn2(self.conv1(a)))) + shortcut
-
-
-def thesis_resnet(in_channels: int, num_classes: int, norm: str = "per_image",
-                  units: int = 5, filters: tuple[int, ...] = (16, 16, 32, 64)) -> Classifier:
-    """Madry-lab CIFAR ResNet: stem of 16 filters, three groups (16, 32, 64) of five units each."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, filters[0], 3, 1, 1, bias=False)]
-    c = filters[0]
-    for i, f in enumerate(filters[1:]):
-        for u in range(units):
-            layers.append(PreActBlock(c, f, stride=(1 if i == 0 or u > 0 else 2), project=(u == 0)))
-            c = f
-    layers += [nn.BatchNorm2d(c, momentum=0.003), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
 
 
 # ---------------------------------------------------------------- airbench94-style fast network
@@ -134,96 +124,16 @@ class Whitening(nn.Conv2d):
         self.weight.copy_(torch.cat([w, -w]).to(self.weight.dtype))
 
 
-def airbench(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
-    """airbench94 layout: whitening, GELU, three conv groups (w, 4w, 4w), global max-pool, scaled head."""
-    white = Whitening(in_channels)
-    w0 = white.out_channels
-    features = nn.Sequential(white, nn.GELU(), ConvGroup(w0, width), ConvGroup(width, 4 * width),
-                             ConvGroup(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten())
-    return Classifier(InputNorm(norm, in_channels), features, 4 * width, num_classes, bias=False, scale=1 / 9)
-
-
-# ---------------------------------------------------------------- small CNN for 8x8 / 28x28 digits
-
-def small_cnn(in_channels: int, num_classes: int, norm: str = "channel", width: int = 32) -> Classifier:
-    """Three conv-BN-ReLU layers, each of the first two followed by a max-pool, then a 2x2 average pool."""
-    def block(a: int, b: int) -> list[nn.Module]:
-        return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
-    features = nn.Sequential(*block(in_channels, width), nn.MaxPool2d(2), *block(width, 2 * width), nn.MaxPool2d(2),
-                             *block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-    return Classifier(InputNorm(norm, in_channels), features, 16 * width, num_classes)
-
-
-# ---------------------------------------------------------------- VGG-style net (black-box surrogate, thesis 7.9)
-
-def vgg(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64,
-        stages: tuple[int, ...] = (2, 2, 2)) -> Classifier:
-    """VGG-style stacks of 3x3 conv-BN-ReLU, max-pool after each stage, widths doubling, global average pool."""
-    layers: list[nn.Module] = []
-    c = in_channels
-    for i, n in enumerate(stages):
-        for _ in range(n):
-            layers += [nn.Conv2d(c, width * 2 ** i, 3, padding=1, bias=False), nn.BatchNorm2d(width * 2 ** i), nn.ReLU()]
-            c = width * 2 ** i
-        layers.append(nn.MaxPool2d(2))
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
-
-
-# ---------------------------------------------------------------- CIFAR-form ResNet-18, PreActResNet-18, MobileNetV2
-
-def resnet18(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
-    """ResNet-18 as the ABL and input-aware authors train it on CIFAR: 3x3 stem, no max-pool, 4 stages of 2 blocks."""
-    from .cifar_torchvision import CifarResNet  # on first use: importing torchvision costs every job seconds
-
-    return Classifier(InputNorm(norm, in_channels), CifarResNet(in_channels, width), 8 * width, num_classes)
-
-
-def preact_resnet18(in_channels: int, num_classes: int, norm: str = "channel", width: int = 64) -> Classifier:
-    """PreActResNet-18 (He et al. 2016, identity mappings): 3x3 stem, four stages (w, 2w, 4w, 8w) of two
-    pre-activation units, projection shortcuts where the shape changes, final BN-ReLU, global average pool."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
-    c = width
-    for i in range(4):
-        for u in range(2):
-            stride = 2 if i > 0 and u == 0 else 1
-            layers.append(PreActBlock(c, width * 2 ** i, stride, project=stride != 1 or c != width * 2 ** i,
-                                      momentum=0.1))
-            c = width * 2 ** i
-    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(InputNorm(norm, in_channels), nn.Sequential(*layers), c, num_classes)
-
-
-def mobilenet_v2(in_channels: int, num_classes: int, norm: str = "channel", width_mult: float = 1.0) -> Classifier:
-    """torchvision's MobileNetV2 for 32x32 images: stem stride 2 -> 1 and second stage stride 2 -> 1 (total
-    downsampling 8, not 32), features up to the global average pool (the dropout-linear head left out)."""
-    from .cifar_torchvision import cifar_mobilenet_v2  # on first use: importing torchvision costs every job seconds
-
-    features, width = cifar_mobilenet_v2(in_channels, width_mult)
-    return Classifier(InputNorm(norm, in_channels), features, width, num_classes)
-
-
-MODELS: dict[str, Callable[..., Classifier]] = {
-    "thesis_resnet": thesis_resnet,
-    "airbench": airbench,
-    "small_cnn": small_cnn,
-    "vgg": vgg,
-    "resnet18": resnet18,
-    "preact_resnet18": preact_resnet18,
-    "mobilenet_v2": mobilenet_v2,
-}
-
-
 def build(arch: dict) -> Classifier:
-    """Instantiate a model from its spec {name, in_channels, num_classes, **options}; `group_norm: true` swaps
-    every batch norm for a group norm the way opacus does for DP-SGD (per-sample gradients need no batch stats) and
-    makes in-place activations (torchvision's ReLU, ReLU6) out-of-place, as opacus's backward hooks require."""
+    """Instantiate a model from its spec {name, in_channels, num_classes, **options}, the options checked against
+    the model's own keys (`architectures`); `group_norm: true` swaps every batch norm for a group norm the way
+    opacus does for DP-SGD (per-sample gradients need no batch stats) and makes in-place activations (torchvision's
+    ReLU, ReLU6) out-of-place, as opacus's backward hooks require."""
     spec = dict(arch)
-    name = spec.pop("name")
+    name, in_channels, num_classes = spec.pop("name"), spec.pop("in_channels"), spec.pop("num_classes")
     group_norm = spec.pop("group_norm", False)
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(MODELS)}")
-    model = MODELS[name](**spec)
+    method, options = plugins.settings("model", {"model": name, **spec})
+    model = method.build(options, in_channels, num_classes)
     if group_norm:
         from opacus.validators import ModuleValidator
 

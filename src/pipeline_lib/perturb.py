@@ -5,20 +5,20 @@ poisoning stage then picks, per target and rate, which of them to trigger.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from . import devices, gan, models
-from .adversarial import pgd_adversary
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import Dataset, load_prepared
 from .layout import partner_class
-from .models import to_float
 from .runlog import Progress
+
+if TYPE_CHECKING:
+    import torch
 
 
 def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
@@ -29,6 +29,11 @@ def quantize(x: np.ndarray, x_new: torch.Tensor) -> np.ndarray:
 
 def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
     """Adversarial perturbations from the surrogate, eps and step on the 0..255 scale (thesis 7.5)."""
+    import torch
+
+    from . import models
+    from .adversarial import pgd_adversary
+    from .models import to_float
     model = models.load_model(ctx["surrogate"]).to(ctx["device"])
     attack = pgd_adversary(spec)
     out, progress = [], Progress("PGD", len(x), "images")
@@ -38,6 +43,12 @@ def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str
         out.append(quantize(x[i:i + 500], attack(model, xb, yb)))
         progress.update(i + len(xb))
     return np.concatenate(out)
+
+
+def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:
+    """Training indices of the partner-class image each of n class images is interpolated towards."""
+    pool = np.flatnonzero(y == partner)
+    return np.random.default_rng([seed, cls, partner]).choice(pool, size=n, replace=len(pool) < n)
 
 
 def random_other_class(y: np.ndarray, cls: int, n: int, seed: int) -> np.ndarray:
@@ -62,6 +73,7 @@ def gaussian_noise(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict
 
 def gan_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
     """Decode (1 - tau) z + tau z' from the latents found by the encoder (thesis 3.3.1, 7.4)."""
+    from . import gan
     z = load_npz(ctx["latents"], {"source": "f", "partner": "f", "indices": "i"})
     if not np.array_equal(z["indices"], ctx["indices"]):
         raise ArtifactError(f"{ctx['latents']}: latents encode other images than class {ctx['cls']}")
@@ -82,9 +94,25 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, Any], dict[
     "pixel_interpolation": pixel_interpolation,
     "noise": gaussian_noise,
 }
+NETWORK_METHODS = frozenset({"pgd", "gan_interpolation"})   # run a network: the only ones that import torch
 
 
-def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device, seed: int, surrogate: str | None = None,
+@contextmanager
+def compute_device(method: str, threads: int) -> Iterator[torch.device | None]:
+    """The device a network-running method works on (torch imported, `threads` CPU threads); None for the pixel-space
+    methods, whose jobs never pay torch's import."""
+    if method not in NETWORK_METHODS:
+        yield None
+        return
+    import torch
+
+    from . import devices
+    torch.set_num_threads(threads)
+    with devices.acquire() as device:
+        yield device
+
+
+def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device | None, seed: int, surrogate: str | None = None,
              generator: str | None = None, latents: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, perturbed images) of one class."""
     method = spec["method"]
@@ -94,7 +122,7 @@ def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device, 
     if spec.get("partner") == "random":
         partners = random_other_class(ds.y_train, cls, len(idx), seed)
     else:
-        partners = gan.partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
+        partners = partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
     ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
            "surrogate": surrogate, "generator": generator, "latents": latents}
     return idx, PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)
@@ -104,9 +132,8 @@ def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, thre
                   generator: str | None = None, latents: str | None = None) -> None:
     """Stage 2 for a perturbation with per-class inputs (GAN interpolation): perturb every training image of one
     class and save (indices, images) as npz."""
-    torch.set_num_threads(threads)
     ds = load_prepared(data_path)
-    with devices.acquire() as device:
+    with compute_device(spec["method"], threads) as device:
         idx, images = _perturb(ds, cls, spec, device, seed, generator=generator, latents=latents)
     save_npz(out, indices=idx, images=images, cls=np.int64(cls))
 
@@ -114,9 +141,8 @@ def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, thre
 def perturb_classes(data_path: str, spec: dict[str, Any], out_dir: str, threads: int, seed: int = 0,
                     surrogate: str | None = None) -> None:
     """Stage 2 in one process: perturb every training image of every class, out_dir/c<class>.npz each."""
-    torch.set_num_threads(threads)
     ds = load_prepared(data_path)
-    with devices.acquire() as device:
+    with compute_device(spec["method"], threads) as device:
         for cls in range(ds.num_classes):
             idx, images = _perturb(ds, cls, spec, device, seed, surrogate=surrogate)
             save_npz(Path(out_dir) / f"c{cls}.npz", indices=idx, images=images, cls=np.int64(cls))

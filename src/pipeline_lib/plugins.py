@@ -1,7 +1,8 @@
-"""The method catalogue: every attack, trigger and defence with its traits and config keys, collected from the
-modules of the packages `attacks`, `triggers` and `defences` and from the modules a config names under `plugins`.
+"""The method catalogue: every attack, trigger, defence and model with its traits and config keys, collected from
+the modules of the packages `attacks`, `triggers`, `defences` and `architectures` and from the modules a config
+names under `plugins`.
 
-A method module declares `METHODS`, a list of Attack, Trigger or Defence entries; each entry names a frozen
+A method module declares `METHODS`, a list of Attack, Trigger, Defence or Model entries; each entry names a frozen
 dataclass whose fields are the method's config keys (defaults, bounds and help written once, with
 `blocks.key`). The schema of a method's config block, the checks made at planning, the table columns and the
 README's method table all follow from these entries. Torch-free, like the method modules' top level: planning
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     from .accel import Accel
     from .train import Recipe, Tracer
 
-PACKAGES = {"attack": "attacks", "trigger": "triggers", "defence": "defences"}
-# the key of a config block that names its method, per kind
-METHOD_KEY = {"attack": "method", "trigger": "pattern", "defence": "method"}
+PACKAGES = {"attack": "attacks", "trigger": "triggers", "defence": "defences", "model": "architectures"}
+# the key of a config block that names its method, per kind (a model's block: the recipe's model_options + `model`)
+METHOD_KEY = {"attack": "method", "trigger": "pattern", "defence": "method", "model": "model"}
+NOUN = {"attack": "attack method", "trigger": "trigger method", "defence": "defence method", "model": "model"}
 
 
 class PluginError(ValueError):
@@ -106,7 +108,19 @@ class Defence(Method):
     adversary: Callable[[Any, int], Any] | None = None
 
 
-KIND_OF = {Attack: "attack", Trigger: "trigger", Defence: "defence"}
+@dataclass(frozen=True, kw_only=True)
+class Model(Method):
+    """A network a recipe trains: build(config, in_channels, num_classes) -> models.Classifier (input norm ->
+    features -> linear head), importing torch only when called; min_side(config): the smallest image side it
+    takes; stacks: its layers are ones `stacking` can widen (convolutions, batch norms, parameter-free layers), so
+    a cohort's members may train as one network, else they train in turn."""
+
+    build: Callable[[Any, int, int], Any]
+    min_side: Callable[[Any], int]
+    stacks: bool = True
+
+
+KIND_OF = {Attack: "attack", Trigger: "trigger", Defence: "defence", Model: "model"}
 
 
 def _register(found: dict[str, dict[str, Method]], module: str) -> None:
@@ -122,7 +136,7 @@ def _register(found: dict[str, dict[str, Method]], module: str) -> None:
     for m in declared:
         kind = KIND_OF.get(type(m))
         if kind is None:
-            raise PluginError(f"method module '{module}': {m!r} is not an Attack, Trigger or Defence")
+            raise PluginError(f"method module '{module}': {m!r} is not an Attack, Trigger, Defence or Model")
         if m.name in found[kind]:
             raise PluginError(f"{kind} method '{m.name}' is declared by both '{found[kind][m.name].module}' and "
                               f"'{module}'")
@@ -164,7 +178,7 @@ def method(kind: str, name: str) -> Method:
     """One method of a kind by name, or an error listing the known ones."""
     known = catalogue()[kind]
     if name not in known:
-        raise PluginError(f"unknown {kind} method '{name}' (known: {', '.join(sorted(known))})")
+        raise PluginError(f"unknown {NOUN[kind]} '{name}' (known: {', '.join(sorted(known))})")
     return known[name]
 
 

@@ -3,7 +3,6 @@ last layers frozen, big-lot training; TF Privacy's microbatch clipping or opacus
 accounted by opacus."""
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +12,7 @@ from torch import nn
 
 from . import models
 from .models import to_float
-from .runlog import Progress
-from .train import Recipe, arch_of, augment, seed_everything
+from .train import Recipe, Steps, arch_of, augment, seed_everything
 
 
 def freeze_all_but_last(model: models.Classifier, trainable: int) -> list[nn.Parameter]:
@@ -109,7 +107,7 @@ def _frozen_model(x: np.ndarray, recipe: Recipe, spec: dict[str, Any], seed: int
 
 def _per_example_steps(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, recipe: Recipe,
                        spec: dict[str, Any], seed: int, device: torch.device, gen: torch.Generator,
-                       log: list[dict[str, float]], t0: float) -> tuple[nn.Module, Any]:
+                       log: list[dict[str, float]], loop: Steps) -> tuple[nn.Module, Any]:
     """DP-SGD through opacus: Poisson-sampled lots, every example's gradient clipped. Returns the trained module and
     opacus's accountant."""
     from opacus import PrivacyEngine
@@ -123,23 +121,21 @@ def _per_example_steps(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarr
                                              noise_multiplier=spec["noise_multiplier"],
                                              max_grad_norm=spec["max_grad_norm"], poisson_sampling=True,
                                              noise_generator=torch.Generator(device).manual_seed(seed))
-    step, progress = 0, Progress("DP-SGD", spec["steps"], "lots")
-    while step < spec["steps"]:
+    while loop.running:
         frozen_batch_norms(model)
         with BatchMemoryManager(data_loader=loader, max_physical_batch_size=spec["physical_batch"],
                                 optimizer=opt) as batches:
-            for xb, yb in batches:
+            for xb, yb in batches:  # physical batches: a lot's last one takes the step
                 xb, yb = to_float(xb.to(device)), yb.to(device)
                 xb = augment(xb, recipe, gen) if recipe.augment else xb
                 opt.zero_grad(set_to_none=True)
                 nn.functional.cross_entropy(model(xb), yb).backward()
                 opt.step()
                 if not opt._is_last_step_skipped:
-                    step += 1
-                    progress.update(step)
-                if step >= spec["steps"]:
+                    loop.count()
+                if not loop.running:
                     break
-        log.append({"step": step, "seconds": time.perf_counter() - t0})
+        log.append({"step": loop.done, "seconds": loop.seconds})
     return model._module, engine.accountant
 
 
@@ -158,14 +154,20 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
     opt = torch.optim.SGD(params, lr=spec["lr"], momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     lot, microbatches, noise = spec["lot_size"], microbatch_count(spec), spec.get("noise_multiplier", 0.0)
     gen = torch.Generator(device=device).manual_seed(seed)
-    t0, log = time.perf_counter(), []
+    log: list[dict[str, float]] = []
+    epoch = max(1, len(y) // lot)
+
+    def log_pass(done: int) -> None:
+        if done % epoch == 0 or done == spec["steps"]:
+            log.append({"step": done, "seconds": loop.seconds})
     if private and microbatches == lot:
-        model, accountant = _per_example_steps(model, opt, x, y, recipe, spec, seed, device, gen, log, t0)
+        loop = Steps(spec["steps"], "DP-SGD", "lots")
+        model, accountant = _per_example_steps(model, opt, x, y, recipe, spec, seed, device, gen, log, loop)
     else:
-        accountant, epoch = RDPAccountant(), max(1, len(y) // lot)
-        progress = Progress("DP-SGD" if private else "frozen SGD", spec["steps"], "lots")
+        accountant = RDPAccountant()
+        loop = Steps(spec["steps"], "DP-SGD" if private else "frozen SGD", "lots", after_step=log_pass)
         frozen_batch_norms(model)  # batch norms keep their pretrained statistics (thesis 7.10)
-        for step, (xb, yb) in zip(range(1, spec["steps"] + 1), lots(x, y, lot, seed)):
+        for xb, yb in loop.take(lots(x, y, lot, seed)):
             xb, yb = to_float(xb.to(device)), yb.to(device)
             xb = augment(xb, recipe, gen) if recipe.augment else xb
             if private:
@@ -183,12 +185,9 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
             for p, g in zip(params, grads):
                 p.grad = g
             opt.step()
-            progress.update(step)
-            if step % epoch == 0 or step == spec["steps"]:
-                log.append({"step": step, "seconds": time.perf_counter() - t0})
     info: dict[str, Any] = {"steps": log[-1]["step"], "lot_size": lot}
     if private:
         info |= {"microbatches": microbatches, "noise_multiplier": noise, "max_grad_norm": spec["max_grad_norm"],
                  "delta": spec["delta"], "epsilon": accountant.get_epsilon(spec["delta"])}
-    return model.cpu(), {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log,
+    return model.cpu(), {"arch": arch, "device": str(device), "seconds": loop.seconds, "epochs": log,
                          "defence": info}

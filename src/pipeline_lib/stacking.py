@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,7 @@ from .accel import STACKED_DEFAULT, Accel
 from .adversarial import Adversary
 from .poisons import PoisonSet
 from .models import to_float
-from .runlog import Progress
-from .train import Recipe, arch_of, augment, check_losses, optimizer_for, seed_everything, set_lr
+from .train import Recipe, Steps, arch_of, augment, epoch_batches, optimizer_for, seed_everything, set_lr
 
 
 class StackedInputNorm(nn.Module):
@@ -171,18 +169,15 @@ def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_cl
     steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch, as train.train
     total = math.ceil(recipe.epochs * steps_per_epoch)
     logs: list[list[dict[str, float]]] = [[] for _ in range(size)]
-    step, t0 = 0, time.perf_counter()
-    progress = Progress(f"training {size} stacked members", total)
-    while step < total:
+    loop = Steps(total, f"training {size} stacked members")
+    while loop.running:
         model.train()
         order = torch.randperm(n, generator=gen, device=device)
         loss_sum, correct = torch.zeros(size, device=device), torch.zeros(size, device=device)
         seen = 0
-        for i in range(steps_per_epoch):
-            if step >= total:
-                break
-            set_lr(opt, recipe, step, total, steps_per_epoch)
-            xb, yb = data.batch(order[i * recipe.batch_size:(i + 1) * recipe.batch_size])
+        for idx in loop.take(epoch_batches(order, recipe.batch_size, steps_per_epoch)):
+            set_lr(opt, recipe, loop.done, total, steps_per_epoch)
+            xb, yb = data.batch(idx)
             b, c, h, w = xb.shape[0], xb.shape[2], xb.shape[3], xb.shape[4]
             if recipe.augment:  # one draw per image, shared by the members' channels
                 xb = augment(xb.reshape(b, size * c, h, w), recipe, gen).reshape(b, size, c, h, w)
@@ -198,13 +193,11 @@ def train_stacked(x: np.ndarray, y: np.ndarray, poisons: list[PoisonSet], num_cl
             loss_sum += per_member.detach() * b
             correct += (out.argmax(-1) == yb).sum(0)
             seen += b
-            step += 1
-            progress.update(step)
-        seconds = time.perf_counter() - t0
-        for m, (loss, hits) in enumerate(zip((loss_sum / seen).tolist(), (correct / seen).tolist())):
-            logs[m].append({"epoch": len(logs[m]) + 1, "loss": loss, "train_acc": hits, "seconds": seconds})
-        check_losses([log[-1]["loss"] for log in logs], len(logs[0]))
-    seconds = time.perf_counter() - t0
+        losses = (loss_sum / seen).tolist()
+        seconds = loop.end_pass(losses)
+        for m, (loss, hits) in enumerate(zip(losses, (correct / seen).tolist())):
+            logs[m].append({"epoch": loop.passes, "loss": loss, "train_acc": hits, "seconds": seconds})
+    seconds = loop.seconds
     model = model.cpu()
     infos = [{"arch": arch, "device": str(device), "steps": total, "seconds": seconds / size,
               "images_per_second": total * recipe.batch_size * size / seconds, "epochs": logs[m],

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .runlog import Progress
 class Recipe:
     """Training hyperparameters; the config's `recipes.<name>` block, field for field."""
 
-    model: str                      # registry name in models.MODELS
+    model: str                      # a model of the catalogue (pipeline_lib.architectures)
     epochs: float                   # passes over the training set (fractional allowed)
     batch_size: int
     lr: float                       # peak learning rate for a mean-reduced loss
@@ -112,6 +112,11 @@ def optimizer_for(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, momentum=r.momentum, nesterov=r.nesterov)
 
 
+def epoch_batches(order: torch.Tensor, batch_size: int, steps: int) -> Iterator[torch.Tensor]:
+    """The index batches of one pass over a permutation, the last partial batch dropped."""
+    return (order[i * batch_size:(i + 1) * batch_size] for i in range(steps))
+
+
 def set_lr(opt: torch.optim.Optimizer, recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> None:
     """Every parameter group at its base learning rate times the schedule's factor for this step."""
     for g in opt.param_groups:
@@ -132,6 +137,53 @@ def check_losses(losses: list[float], epoch: int) -> None:
         who = f"of member {', '.join(map(str, bad))} " if len(losses) > 1 else ""
         raise DivergedError(f"training diverged: the mean loss {who}in epoch {epoch} is {losses[bad[0]]} (is a "
                             "learning rate or weight decay too large?); nothing saved")
+
+
+T = TypeVar("T")
+
+
+class Steps:
+    """The skeleton every training loop runs on: `total` optimiser steps taken in passes over the data; it counts
+    the steps, reports progress, calls `after_step(steps done)` after each, and ends each pass by stopping a training
+    whose pass losses are not finite (its model is never saved)."""
+
+    def __init__(self, total: int, what: str, unit: str = "steps",
+                 after_step: Callable[[int], None] | None = None) -> None:
+        self.total, self.done, self.passes = total, 0, 0
+        self.after_step = after_step
+        self.t0 = time.perf_counter()
+        self._progress = Progress(what, total, unit)
+
+    @property
+    def running(self) -> bool:
+        """Steps are left."""
+        return self.done < self.total
+
+    @property
+    def seconds(self) -> float:
+        """Seconds since the loop began."""
+        return time.perf_counter() - self.t0
+
+    def count(self) -> None:
+        """One optimiser step taken."""
+        self.done += 1
+        self._progress.update(self.done)
+        if self.after_step is not None:
+            self.after_step(self.done)
+
+    def take(self, batches: Iterable[T]) -> Iterator[T]:
+        """One pass: its batches until the last step, each counted as a step once the loop body has run on it."""
+        for batch in batches:
+            if self.done >= self.total:
+                return
+            yield batch
+            self.count()
+
+    def end_pass(self, losses: Sequence[float] = ()) -> float:
+        """Close a pass: its mean loss per member must be finite; returns the seconds so far."""
+        self.passes += 1
+        check_losses(list(losses), self.passes)
+        return self.seconds
 
 
 Tracer = Callable[[nn.Module, int], None]
@@ -169,18 +221,19 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     steps_per_epoch = max(1, n // recipe.batch_size)  # drop the last partial batch
     total = math.ceil(recipe.epochs * steps_per_epoch)
     trace_every = max(1, steps_per_epoch // recipe.trace_per_epoch) if recipe.trace_per_epoch else 0
+
+    def trace(done: int) -> None:
+        if done % trace_every == 0 or done == total:
+            tracer(model, done)
+            model.train()
+    loop = Steps(total, "training", after_step=trace if tracer is not None and trace_every else None)
     log: list[dict[str, float]] = []
-    step, t0 = 0, time.perf_counter()
-    progress = Progress("training", total)
-    while step < total:
+    while loop.running:
         model.train()
         order = torch.randperm(n, generator=gen, device=device)
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for i in range(steps_per_epoch):
-            if step >= total:
-                break
-            set_lr(opt, recipe, step, total, steps_per_epoch)
-            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+        for idx in loop.take(epoch_batches(order, recipe.batch_size, steps_per_epoch)):
+            set_lr(opt, recipe, loop.done, total, steps_per_epoch)
             xb, yb = to_float(xs[idx]), ys[idx]
             if recipe.augment:
                 xb = augment(xb, recipe, gen)
@@ -195,15 +248,10 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
             seen += len(yb)
-            step += 1
-            progress.update(step)
-            if tracer is not None and trace_every and (step % trace_every == 0 or step == total):
-                tracer(model, step)
-                model.train()
-        log.append({"epoch": len(log) + 1, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen,
-                    "seconds": time.perf_counter() - t0})
-        check_losses([log[-1]["loss"]], len(log))
-    seconds = time.perf_counter() - t0
+        mean_loss = float(loss_sum) / seen
+        log.append({"epoch": loop.passes + 1, "loss": mean_loss, "train_acc": float(correct) / seen,
+                    "seconds": loop.end_pass([mean_loss])})
+    seconds = loop.seconds
     info = {"arch": arch, "device": str(device), "steps": total, "seconds": seconds,
             "images_per_second": total * recipe.batch_size / seconds, "epochs": log}
     return model.cpu().to(memory_format=torch.contiguous_format), info

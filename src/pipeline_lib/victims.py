@@ -22,7 +22,7 @@ from .train import LossTrace, Recipe
 def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]], recipe: dict[str, Any],
                  defence: dict[str, Any], seed: int, out_dir: str, threads: int, pretrained: str | None = None,
                  bases: list[str] | None = None, gpu: dict[str, bool] | None = None) -> None:
-    """Train every member under the defence, as one stacked network where the defence stacks, else one after
+    """Train every member under the defence, as one stacked network where the defence and model stack, else one after
     another, and write each member's model.pt and train_log.json (with its poison set's description and what the
     defence measured) to out_dir/<member name>/. `gpu`: the config's GPU speed options (accel.Accel's fields)."""
     accel = Accel(**gpu or {})
@@ -32,7 +32,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
     r = Recipe.from_config(recipe)
     method, settings = plugins.settings("defence", defence)
     with devices.acquire() as device:
-        if len(sets) > 1 and method.stacks and not r.trace_per_epoch:
+        if len(sets) > 1 and method.stacks and plugins.method("model", r.model).stacks and not r.trace_per_epoch:
             adversary = method.adversary(settings, seed) if method.adversary else None
             trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
                                            device, adversary, accel)

@@ -22,8 +22,7 @@ from pipeline_lib.config import (
     load_yaml,
     schema_error_line,
 )
-from pipeline_lib import layout, plugins
-from pipeline_lib.claims import METRICS_TABLE_KINDS
+from pipeline_lib import figure_kinds, layout, plugins
 from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import file_sha256, local_path
 from pipeline_lib.layout import Victim, partner_class
@@ -141,6 +140,11 @@ def figures_of(*kinds):
     """Regex matching the names of the figures of some kinds (never matching when there are none)."""
     names = [f for f, spec in config["figures"].items() if spec["kind"] in kinds]
     return "|".join(re.escape(f) for f in names) or "(?!)"
+
+
+def figures_drawn_by(rule):
+    """Regex matching the names of the figures whose kind this plot rule draws (`figure_kinds`)."""
+    return figures_of(*figure_kinds.names(rule=rule))
 
 
 def defence_spec(w):

@@ -1,4 +1,4 @@
-# Stage 6: tidy tables and the thesis-style figures, one plotting rule per figure kind.
+# Stage 6: tidy tables and the thesis-style figures; each plot rule draws the figure kinds `figure_kinds` assigns it.
 
 
 rule aggregate_metrics:
@@ -16,7 +16,7 @@ rule aggregate_metrics:
         series=series_labels,
         code=tables_code(),
     wildcard_constraints:
-        figure=figures_of(*METRICS_TABLE_KINDS),
+        figure=figures_of(*figure_kinds.names(table="metrics")),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -64,7 +64,7 @@ rule plot_heatmap:
         metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
-        figure=figures_of("asr_heatmap"),
+        figure=figures_drawn_by("plot_heatmap"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -90,7 +90,7 @@ rule plot_lines:
         metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
-        figure=figures_of("asr_lines", "per_class_lines"),
+        figure=figures_drawn_by("plot_lines"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -123,7 +123,7 @@ rule plot_defence_heatmap:
         defences=lambda w: list(dict.fromkeys(v.defence for _, v in figure_rows(config, w.figure))),
         code=code_version("plots"),
     wildcard_constraints:
-        figure=figures_of("defence_heatmap"),
+        figure=figures_drawn_by("plot_defence_heatmap"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -158,7 +158,7 @@ rule plot_tsne:
         clean_sample=figure_param("clean_sample"),
         code=code_version("activations"),
     wildcard_constraints:
-        figure=figures_of("tsne"),
+        figure=figures_drawn_by("plot_tsne"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -184,7 +184,7 @@ rule plot_loss_trace:
         settings=lambda w: figure_settings(config, w.figure),
         code=code_version("plots"),
     wildcard_constraints:
-        figure=figures_of("loss_trace"),
+        figure=figures_drawn_by("plot_loss_trace"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -218,7 +218,7 @@ rule plot_filtering:
         inspected=figure_param("inspected"),
         code=code_version("plots"),
     wildcard_constraints:
-        figure=figures_of("filtering"),
+        figure=figures_drawn_by("plot_filtering"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -248,7 +248,7 @@ rule plot_filtered_examples:
         inspect=figure_param("inspect"),
         code=code_version("galleries"),
     wildcard_constraints:
-        figure=figures_of("filtered_examples"),
+        figure=figures_drawn_by("plot_filtered_examples"),
     conda:
         "../envs/pipeline.yaml"
     log:
@@ -285,7 +285,7 @@ rule plot_examples:
         },
         code=lambda w: code_version("galleries", *example_trigger_modules(w)),
     wildcard_constraints:
-        figure=figures_of("examples"),
+        figure=figures_drawn_by("plot_examples"),
     conda:
         "../envs/pipeline.yaml"
     log:

@@ -234,3 +234,101 @@ def test_dp_sgd_without_a_public_model_trains_the_whole_network_with_group_norms
     models.save_weights(tmp_path / "m.pt", info["arch"], model)
     assert all(torch.equal(a, b) for a, b in zip(models.load_model(tmp_path / "m.pt").state_dict().values(),
                                                  model.state_dict().values()))
+
+
+def test_clp_bounds_each_channel_by_its_largest_singular_value_and_prunes_the_outlier_channel():
+    from torch import nn
+
+    from pipeline_lib.defences.clp import conv_bn_pairs, uclc
+
+    conv, bn = nn.Conv2d(2, 12, 3, bias=False), nn.BatchNorm2d(12).eval()
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+        conv.weight[5] *= 40                                   # one channel amplifies far more than the rest
+        bn.running_var.fill_(4.0)
+        bn.weight.fill_(-2.0)
+    lips = uclc(conv, bn)
+    expected = torch.linalg.svdvals(conv.weight[3].flatten(1))[0] * 2 / (4 + bn.eps) ** 0.5
+    assert torch.allclose(lips[3], expected) and lips.argmax() == 5
+    assert (lips > lips.mean() + 3 * lips.std()).nonzero().flatten().tolist() == [5]   # the authors' u = 3
+    net = nn.Sequential(conv, nn.MaxPool2d(2), bn, nn.ReLU(), nn.BatchNorm2d(12))
+    pairs, unpaired = conv_bn_pairs(net, torch.rand(1, 2, 8, 8))
+    assert pairs == [(conv, bn)] and unpaired == 1   # through the max-pool; the second norm follows a ReLU
+
+
+def test_clp_leaves_the_pre_activation_units_batch_norms_unscored():
+    from pipeline_lib.defences.clp import conv_bn_pairs
+
+    net = models.build({"name": "thesis_resnet", "in_channels": 3, "num_classes": 10, "units": 1})
+    pairs, unpaired = conv_bn_pairs(net, torch.rand(1, 3, 32, 32))
+    # the stem feeds the first unit's first norm; every unit's second norm follows its first convolution; the
+    # first norms of later units and the final norm read sums of two branches
+    assert (len(pairs), unpaired) == (4, 3)
+
+
+def test_fine_pruning_removes_exactly_the_least_active_features_until_accuracy_drops_by_the_ratio():
+    from pipeline_lib.defences.fine_pruning import prune_count, prune_order
+
+    order = prune_order(np.array([0.5, 0.0, 0.9, 0.1, 0.3, 0.0]))
+    assert order.tolist() == [1, 5, 3, 4, 0, 2]          # least active first, ties by index
+    accuracy = {0: 0.9, 1: 0.9, 2: 0.88, 3: 0.85, 4: 0.80, 5: 0.5, 6: 0.1}   # by features pruned
+    assert prune_count(order, 1, lambda pruned: accuracy[len(pruned)], 0.9, 0.1) == 3   # 0.80 is 11% below 0.9
+    assert prune_count(order, 2, lambda pruned: accuracy[len(pruned)], 0.9, 0.1) == 2
+
+
+def test_strip_entropy_of_a_constant_prediction_is_zero_and_its_rates_follow_the_fitted_threshold():
+    from torch import nn
+
+    from pipeline_lib.defences.strip import entropy, strip_entropy, strip_rates
+
+    assert entropy(np.eye(3)).tolist() == [0, 0, 0] and entropy(np.full((1, 4), 0.25)).tolist() == [2.0]
+
+    class Constant(nn.Module):
+        def forward(self, x):
+            return torch.tensor([[50.0, 0, 0]]).repeat(len(x), 1)
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
+    assert np.allclose(strip_entropy(Constant(), x, x, 10, 0, torch.device("cpu")), 0, atol=1e-6)
+    rng = np.random.default_rng(0)
+    clean_fit, clean_held = rng.normal(2.0, 0.1, 20000), rng.normal(2.0, 0.1, 20000)
+    rates = strip_rates(clean_fit, clean_held, np.r_[np.full(90, 0.2), np.full(10, 3.0)], 0.01)
+    assert abs(rates["strip_threshold"] - (2.0 - 2.326 * 0.1)) < 0.01     # the 1% quantile of N(2, 0.1)
+    assert abs(rates["strip_frr"] - 0.01) < 0.003 and rates["strip_far"] == 0.1 and 0.85 < rates["strip_auroc"] < 0.95
+
+
+@pytest.mark.slow
+def test_clp_fine_pruning_and_strip_defend_a_badnets_victim_through_the_workflow(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    from conftest import ROOT
+
+    cfg = {
+        "train_threads": 1,
+        "datasets": {"digits": {"source": "digits"}},
+        "triggers": {"gu": {"pattern": "bottom_right"}},
+        "attacks": {"gu": {"method": "badnets", "trigger": "gu"}},
+        "defences": {"clp": {"method": "clp"}, "fp": {"method": "fine_pruning", "clean_ratio": 0.1, "epochs": 20},
+                     "strip": {"method": "strip", "overlays": 20}},
+        "recipes": {"cnn": {"model": "small_cnn", "model_options": {"width": 8}, "epochs": 8, "batch_size": 32,
+                            "lr": 0.05}},
+        "figures": {"grid": {"kind": "defence_heatmap", "title": "new defences", "dataset": "digits", "attack": "gu",
+                             "recipe": "cnn", "targets": [0], "counts": [60], "defences": ["none", "clp", "fp", "strip"],
+                             "metric": ["clean_accuracy", "asr_labelled"]}},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "2", "results/tables/grid.csv"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = pd.read_csv(tmp_path / "results/tables/grid.csv").set_index("defence")
+    none, strip = t.loc["none"], t.loc["strip"]
+    assert none["asr_labelled"] > 0.8                                  # the backdoor is in
+    assert strip["asr_labelled"] == none["asr_labelled"]               # STRIP detects; the model is the same
+    assert 0 <= strip["strip_far"] <= 1 and strip["strip_auroc"] > 0.5  # and tells triggered inputs apart
+    n_train = len(np.load(tmp_path / "results/data/digits.npz")["y_train"])
+    assert t.loc["fp", "fp_clean_images"] == round(0.1 * n_train)   # the defender's clean share
+    assert 0 < t.loc["fp", "fp_pruned"] < t.loc["fp", "fp_features"]  # dormant features pruned, not all
+    assert t.loc["clp", "clp_layers"] == 3 and t.loc["clp", "clp_unpaired"] == 0   # every conv-BN pair scored

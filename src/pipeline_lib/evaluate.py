@@ -52,11 +52,13 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
 
 
 def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str], members: list[dict[str, Any]],
-                    out_dir: str) -> None:
+                    defence: dict[str, Any], out_dir: str) -> None:
     """Stage 5 for every victim of a cohort, the test set loaded once: clean accuracy, both ASRs and robust
-    accuracy, with the run's description, to out_dir/<member name>.json. A member is {describe, trigger,
-    trigger_net, name}; an input-aware attack's test images each get the trigger its generator draws for them."""
+    accuracy, what a test-time defence (`assess`) measures, with the run's description, to
+    out_dir/<member name>.json. A member is {describe, trigger, trigger_net, name}; an input-aware attack's test
+    images each get the trigger its generator draws for them."""
     ds = load_prepared(data_path)
+    method, settings = plugins.settings("defence", defence)
     triggered_sets: dict[str, np.ndarray] = {}  # test set under each fixed trigger, made once
     with devices.acquire() as device:
         for model_path, log_path, member in zip(model_paths, log_paths, members, strict=True):
@@ -74,6 +76,8 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
             clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
             target, poison = int(describe["target"]), log["poison"]
             metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
+            if method.assess is not None and len(test_triggered):
+                metrics |= method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
             save_json(Path(out_dir) / f"{member['name']}.json", {
                 **describe, **metrics,
                 "model": log["arch"]["name"], "target_name": ds.classes[target],

@@ -83,6 +83,7 @@ class Job:
     base: str | None = None      # weights of the undefended victim (defences that need_base)
     tracer: Tracer | None = None  # records per-sample losses during plain training (Figure 4-1)
     accel: Accel | None = None   # GPU speed options of the training loops that take them (None: the default)
+    clean: tuple[np.ndarray, np.ndarray] | None = None  # the unpoisoned training set: a defender's clean share
 
     def __post_init__(self) -> None:
         if self.accel is None:
@@ -97,11 +98,14 @@ class Defence(Method):
 
     fit(job, config) -> (model, info): info as train.train returns it, with what the defence measured under
     info['defence'] (keys listed in `measures`: they become table columns);
+    assess(model, config, clean test images, triggered test images, device) -> what an input-level detector
+    measures at test time (keys listed in `measures`), merged into the victim's metrics;
     needs_base: it reads the undefended victim's model (planned and trained first);
     stacks: its training is train.train with at most a per-batch `adversary(config, seed)`, so a cohort's members
     train as one stacked network."""
 
     fit: Callable[[Job, Any], tuple[Any, dict[str, Any]]]
+    assess: Callable[[Any, Any, np.ndarray, np.ndarray, Any], dict[str, Any]] | None = None
     measures: tuple[str, ...] = ()
     needs_base: bool = False
     stacks: bool = False

@@ -47,7 +47,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
                     trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger":
                                        (ps.untriggered, ps.labels), "all": (x[sample], y[sample])}, device)
                 model, info = method.fit(Job(x, y, ds.num_classes, r, seed, device, ps.mask(len(y)), pretrained, base,
-                                             trace, accel), settings)
+                                             trace, accel, (ds.x_train, ds.y_train)), settings)
                 trained.append(model)
                 infos.append(info)
                 traces.append(trace)

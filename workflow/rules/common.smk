@@ -373,9 +373,14 @@ def example_perturbations(w):
     return [layout.perturbed(dataset, n, c) for n, c in example_perturbed_keys(w)]
 
 
+def recipe_code(recipe, *modules):
+    """The code version of training under a recipe: `modules` and the module of the recipe's model."""
+    return code_version(*modules, method_module("model", {"model": config["recipes"][recipe]["model"]}))
+
+
 def training_code(w):
-    """The code version of a training cohort: the victims' training and its defence's module."""
-    return code_version("victims", method_module("defence", defence_spec(w)))
+    """The code version of a training cohort: the victims' training, its defence's and its model's modules."""
+    return recipe_code(w.recipe, "victims", method_module("defence", defence_spec(w)))
 
 
 def poisoning_code(w):
@@ -386,10 +391,12 @@ def poisoning_code(w):
 
 
 def evaluation_code(w):
-    """The code version of an evaluation cohort: evaluation and its members' attack and trigger modules."""
+    """The code version of an evaluation cohort: evaluation, its defence's module (a test-time defence measures
+    there) and its members' attack and trigger modules."""
     members = evaluation_members(w)
-    return code_version("evaluate", *sorted({method_module("trigger", m["trigger"]) for m in members if m["trigger"]}
-                                            | {method_module("attack", m["describe"]) for m in members}))
+    return code_version("evaluate", method_module("defence", defence_spec(w)),
+                        *sorted({method_module("trigger", m["trigger"]) for m in members if m["trigger"]}
+                                | {method_module("attack", m["describe"]) for m in members}))
 
 
 def tables_code():

@@ -15,7 +15,7 @@ rule train_surrogate:
         spec=lambda w: canonical(config["surrogates"][w.surrogate]),
         recipe=lambda w: canonical(config["recipes"][config["surrogates"][w.surrogate]["recipe"]]),
         gpu=config["gpu"],
-        code=code_version("surrogates"),
+        code=lambda w: recipe_code(config["surrogates"][w.surrogate]["recipe"], "surrogates"),
     threads: config["train_threads"]
     resources:
         gpu=1,
@@ -90,7 +90,7 @@ rule train_input_aware:
         data=lambda w: data_version(w.dataset),
         recipe=attacker_recipe,
         spec=lambda w: canonical(config["attacks"][w.attack].get("input_aware", {})),
-        code=code_version("input_aware"),
+        code=lambda w: recipe_code(config["attacks"][w.attack]["recipe"], "input_aware"),
     threads: config["train_threads"]
     resources:
         gpu=1,

@@ -41,6 +41,7 @@ rule evaluate_cohort:
         directory(f"{COHORT}/metrics"),
     params:
         members=evaluation_members,
+        defence=defence_spec,
         data=lambda w: data_version(w.dataset),
         code=evaluation_code,
     resources:

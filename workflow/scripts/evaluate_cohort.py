@@ -7,4 +7,4 @@ with job_log(snakemake.log[0]):
     plugins.use(snakemake.config["plugins"])
     folders = [f"{i.models}/{m['name']}" for m in p.members]
     evaluate_cohort(i.data, [f"{f}/model.pt" for f in folders], [f"{f}/train_log.json" for f in folders], p.members,
-                    snakemake.output[0])
+                    p.defence, snakemake.output[0])

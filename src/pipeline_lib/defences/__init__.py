@@ -23,6 +23,23 @@ def detection(flagged: np.ndarray, poisoned: np.ndarray) -> dict[str, float]:
             "recall": hits / max(int(poisoned.sum()), 1)}
 
 
+def clean_share(job: Job, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The defender's clean data: a seeded random `ratio` of the unpoisoned training set (BackdoorBench's
+    `clean_train` subset), at least one image."""
+    if job.clean is None:
+        raise ValueError("this defence needs the defender's clean share of the training set, and the job has none")
+    x, y = job.clean
+    pick = np.random.default_rng([seed, len(y)]).permutation(len(y))[:max(1, round(ratio * len(y)))]
+    return x[np.sort(pick)], y[np.sort(pick)]
+
+
+def accuracy(model: models.Classifier, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
+    """A model's accuracy on uint8 images."""
+    from ..models import predict
+
+    return float((predict(model, x, device) == y).mean())
+
+
 def per_sample_loss(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> np.ndarray:
     """Cross-entropy of every example under a model in eval mode."""
     import torch

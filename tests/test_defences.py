@@ -296,7 +296,7 @@ def test_strip_entropy_of_a_constant_prediction_is_zero_and_its_rates_follow_the
 
 
 @pytest.mark.slow
-def test_clp_fine_pruning_and_strip_defend_a_badnets_victim_through_the_workflow(tmp_path):
+def test_clp_fine_pruning_neural_cleanse_and_strip_defend_a_badnets_victim_through_the_workflow(tmp_path):
     import subprocess
     import sys
 
@@ -311,11 +311,13 @@ def test_clp_fine_pruning_and_strip_defend_a_badnets_victim_through_the_workflow
         "triggers": {"gu": {"pattern": "bottom_right"}},
         "attacks": {"gu": {"method": "badnets", "trigger": "gu"}},
         "defences": {"clp": {"method": "clp"}, "fp": {"method": "fine_pruning", "clean_ratio": 0.1, "epochs": 20},
-                     "strip": {"method": "strip", "overlays": 20}},
+                     "strip": {"method": "strip", "overlays": 20},
+                     "nc": {"method": "neural_cleanse", "clean_ratio": 0.1, "epochs": 20, "unlearn_epochs": 10}},
         "recipes": {"cnn": {"model": "small_cnn", "model_options": {"width": 8}, "epochs": 8, "batch_size": 32,
                             "lr": 0.05}},
         "figures": {"grid": {"kind": "defence_heatmap", "title": "new defences", "dataset": "digits", "attack": "gu",
-                             "recipe": "cnn", "targets": [0], "counts": [60], "defences": ["none", "clp", "fp", "strip"],
+                             "recipe": "cnn", "targets": [0], "counts": [60],
+                             "defences": ["none", "clp", "fp", "strip", "nc"],
                              "metric": ["clean_accuracy", "asr_labelled"]}},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
@@ -332,3 +334,34 @@ def test_clp_fine_pruning_and_strip_defend_a_badnets_victim_through_the_workflow
     assert t.loc["fp", "fp_clean_images"] == round(0.1 * n_train)   # the defender's clean share
     assert 0 < t.loc["fp", "fp_pruned"] < t.loc["fp", "fp_features"]  # dormant features pruned, not all
     assert t.loc["clp", "clp_layers"] == 3 and t.loc["clp", "clp_unpaired"] == 0   # every conv-BN pair scored
+    nc = t.loc["nc"]
+    assert nc["nc_suspect"] == 0 and nc["nc_flagged"] >= 1 and nc["nc_anomaly_index"] > 2   # names the target
+    assert nc["asr_labelled"] < none["asr_labelled"]                   # and unlearning its trigger cuts the ASR
+
+
+def test_neural_cleanse_anomaly_index_is_the_mad_score_below_the_median():
+    from pipeline_lib.defences.neural_cleanse import anomaly_index
+
+    norms = np.array([10.0, 12.0, 11.0, 2.0, 13.0])          # median 11, |deviations| 1, 1, 0, 9, 2: MAD 1
+    assert np.allclose(anomaly_index(norms), [1 / 1.4826, 0, 0, 9 / 1.4826, 0])   # above the median: never flagged
+
+
+def test_neural_cleanse_reverses_the_smallest_trigger_for_the_backdoored_label():
+    from torch import nn
+
+    from pipeline_lib.defences.neural_cleanse import Config, anomaly_index, reverse_trigger
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad():   # label 3 fires on one bright corner pixel: a one-pixel backdoor
+        model[1].weight.normal_(0, 0.3)
+        model[1].bias.zero_()
+        model[1].weight[3], model[1].bias[3] = 0, -10
+        model[1].weight[3, 63] = 30
+    model.eval().requires_grad_(False)
+    x = torch.rand(64, 1, 8, 8) * 0.5
+    found = [reverse_trigger(model, x, label, Config(epochs=30), torch.Generator().manual_seed(0))
+             for label in range(10)]
+    norms = np.array([f[2] for f in found])
+    assert norms.argmin() == 3 and norms[3] < 3 and anomaly_index(norms).argmax() == 3
+    assert anomaly_index(norms)[3] > 2 and found[3][0][0, 0, 7, 7] > 0.5   # flagged; the mask covers the pixel

@@ -296,7 +296,8 @@ def test_strip_entropy_of_a_constant_prediction_is_zero_and_its_rates_follow_the
 
 
 @pytest.mark.slow
-def test_clp_fine_pruning_neural_cleanse_and_strip_defend_a_badnets_victim_through_the_workflow(tmp_path):
+def test_the_first_wave_of_methods_runs_through_the_workflow(tmp_path):
+    """CLP, fine-pruning, Neural Cleanse and STRIP against a BadNets victim; WaNet's warp as a BadNets trigger."""
     import subprocess
     import sys
 
@@ -308,8 +309,8 @@ def test_clp_fine_pruning_neural_cleanse_and_strip_defend_a_badnets_victim_throu
     cfg = {
         "train_threads": 1,
         "datasets": {"digits": {"source": "digits"}},
-        "triggers": {"gu": {"pattern": "bottom_right"}},
-        "attacks": {"gu": {"method": "badnets", "trigger": "gu"}},
+        "triggers": {"gu": {"pattern": "bottom_right"}, "warp": {"pattern": "warp"}},
+        "attacks": {"gu": {"method": "badnets", "trigger": "gu"}, "wanet": {"method": "badnets", "trigger": "warp"}},
         "defences": {"clp": {"method": "clp"}, "fp": {"method": "fine_pruning", "clean_ratio": 0.1, "epochs": 20},
                      "strip": {"method": "strip", "overlays": 20},
                      "nc": {"method": "neural_cleanse", "clean_ratio": 0.1, "epochs": 20, "unlearn_epochs": 10}},
@@ -318,11 +319,14 @@ def test_clp_fine_pruning_neural_cleanse_and_strip_defend_a_badnets_victim_throu
         "figures": {"grid": {"kind": "defence_heatmap", "title": "new defences", "dataset": "digits", "attack": "gu",
                              "recipe": "cnn", "targets": [0], "counts": [60],
                              "defences": ["none", "clp", "fp", "strip", "nc"],
-                             "metric": ["clean_accuracy", "asr_labelled"]}},
+                             "metric": ["clean_accuracy", "asr_labelled"]},
+                    "wanet": {"kind": "asr_heatmap", "title": "WaNet", "dataset": "digits", "attack": "wanet",
+                              "recipe": "cnn", "targets": [0], "counts": [135], "metric": "asr_labelled"}},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "2", "results/tables/grid.csv"],
+                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "2", "results/tables/grid.csv",
+                        "results/tables/wanet.csv"],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-3000:]
     t = pd.read_csv(tmp_path / "results/tables/grid.csv").set_index("defence")
@@ -337,6 +341,8 @@ def test_clp_fine_pruning_neural_cleanse_and_strip_defend_a_badnets_victim_throu
     nc = t.loc["nc"]
     assert nc["nc_suspect"] == 0 and nc["nc_flagged"] >= 1 and nc["nc_anomaly_index"] > 2   # names the target
     assert nc["asr_labelled"] < none["asr_labelled"]                   # and unlearning its trigger cuts the ASR
+    wanet = pd.read_csv(tmp_path / "results/tables/wanet.csv").iloc[0]
+    assert wanet["asr_labelled"] > 0.8 and wanet["clean_accuracy"] > 0.9   # the warp implants at pc = 0.1
 
 
 def test_neural_cleanse_anomaly_index_is_the_mad_score_below_the_median():

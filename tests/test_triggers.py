@@ -68,3 +68,18 @@ def test_blend_mixes_a_fixed_seeded_pattern_at_ratio_alpha():
 def test_bad_trigger_parameters_are_refused(kw):
     with pytest.raises(ValueError):
         make_trigger(**kw)
+
+
+def test_wanet_warp_is_the_identity_at_zero_strength_and_moves_pixels_within_the_image_otherwise():
+    from pipeline_lib.triggers.warp import warp_grid
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    assert np.array_equal(make_trigger("warp", s=0.0).apply(images), images)
+    grid = warp_grid(16, 4, 0.5, 1.0, 0)
+    assert grid.abs().max() <= 1                            # every pixel is read from inside the image
+    shift = (grid - warp_grid(16, 4, 0.0, 1.0, 0)).abs()   # in pixels: the field is normalised by its mean |offset|
+    assert 0 < float(shift.mean()) * 15 / 2 < 1             # a fraction of a pixel on average, as WaNet's s = 0.5
+    warped = make_trigger("warp").apply(images)
+    assert warped.shape == images.shape and warped.dtype == np.uint8 and not np.array_equal(warped, images)
+    assert np.array_equal(warped, make_trigger("warp").apply(images))   # a fixed field: the same every time
+    assert not np.array_equal(warped, make_trigger("warp", seed=1).apply(images))

@@ -288,6 +288,13 @@ def test_strip_entropy_of_a_constant_prediction_is_zero_and_its_rates_follow_the
             return torch.tensor([[50.0, 0, 0]]).repeat(len(x), 1)
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
     assert np.allclose(strip_entropy(Constant(), x, x, 10, 0, torch.device("cpu")), 0, atol=1e-6)
+    unsure = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))   # sure on dark images, a coin toss on bright ones
+    with torch.no_grad():
+        unsure[1].weight.copy_(torch.stack([torch.zeros(64), torch.full((64,), 0.25)]))
+        unsure[1].bias.copy_(torch.tensor([16.0, 0.0]))
+    dark, pool = np.zeros((1, 8, 8, 1), np.uint8), np.r_[np.zeros((5, 8, 8, 1)), np.full((5, 8, 8, 1), 255)]
+    mean = strip_entropy(unsure, dark, pool.astype(np.uint8), 400, 0, torch.device("cpu"))[0]
+    assert 0.4 < mean < 0.6   # the overlay is added: half the draws bright (1 bit), half dark (0 bits)
     rng = np.random.default_rng(0)
     clean_fit, clean_held = rng.normal(2.0, 0.1, 20000), rng.normal(2.0, 0.1, 20000)
     rates = strip_rates(clean_fit, clean_held, np.r_[np.full(90, 0.2), np.full(10, 3.0)], 0.01)
@@ -369,5 +376,6 @@ def test_neural_cleanse_reverses_the_smallest_trigger_for_the_backdoored_label()
     found = [reverse_trigger(model, x, label, Config(epochs=30), torch.Generator().manual_seed(0))
              for label in range(10)]
     norms = np.array([f[2] for f in found])
+    assert all(f[3] for f in found)                           # every label reached by some trigger
     assert norms.argmin() == 3 and norms[3] < 3 and anomaly_index(norms).argmax() == 3
     assert anomaly_index(norms)[3] > 2 and found[3][0][0, 0, 7, 7] > 0.5   # flagged; the mask covers the pixel

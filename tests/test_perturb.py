@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_lib import models
+from pipeline_lib import models, perturb
 from pipeline_lib.poisons import poison
 from pipeline_lib.layout import Amount
 from pipeline_lib.gan import GanRecipe, encode, reconstruction_error, train_wgan_gp
 from pipeline_lib.adversarial import pgd, pgd_adversary, random_start
 from pipeline_lib.models import to_float
-from pipeline_lib.perturb import gaussian_noise, partner_images, pixel_interpolation, quantize, random_other_class
+from pipeline_lib.layout import partner_images, random_other_class
+from pipeline_lib.perturb import gaussian_noise, pixel_interpolation, quantize
 from pipeline_lib.train import Recipe, train
 from pipeline_lib.triggers import make_trigger
 
@@ -118,6 +119,7 @@ def test_pixel_space_perturbations_run_without_importing_torch(tmp_path):
     code = ("import sys; from pipeline_lib.perturb import perturb_classes; "
             f"perturb_classes({str(tmp_path / 'digits.npz')!r}, {{'method': 'noise', 'std': 8}}, {str(tmp_path / 'out')!r}, 1); "
             "assert 'torch' not in sys.modules, 'torch imported'")
+    assert perturb.NETWORK_METHODS < set(perturb.PERTURBATIONS)   # the network methods are perturbations
     subprocess.run([sys.executable, "-c", code], check=True)
     z = np.load(tmp_path / "out" / "c3.npz", allow_pickle=False)
     assert (z["cls"] == 3) and len(z["indices"]) == len(z["images"]) > 0

@@ -202,3 +202,13 @@ def test_a_toy_attack_defence_and_model_as_one_module_each_plan_train_and_reach_
     arch = torch.load(tmp_path / "results/victims/digits/toy/tiny/none/t1-n20-s0/model.pt", weights_only=True)["arch"]
     assert arch == {"name": "toy_mlp", "in_channels": 1, "num_classes": 10, "hidden": 8}   # the toy model trained,
     # its two-member cohorts member by member (stacks=False: stacking would refuse its linear layers)
+
+
+def test_every_rule_script_that_may_meet_a_plug_in_loads_the_configs_plug_ins():
+    """A plug-in model, attack, trigger or defence must be in the catalogue of every job that builds a model or
+    reads a method: only scripts that touch neither (data, GANs, plots of tables, the scorecard) may skip it."""
+    untouched = {"prepare_data", "train_gan", "encode_class", "plot_heatmap", "plot_lines", "plot_defence_heatmap",
+                 "plot_loss_trace", "plot_filtering", "plot_filtered_examples", "score_claims"}
+    for script in sorted((ROOT / "workflow/scripts").glob("*.py")):
+        if script.stem not in untouched:
+            assert 'plugins.use(snakemake.config["plugins"])' in script.read_text(), script.name

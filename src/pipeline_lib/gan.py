@@ -14,8 +14,8 @@ from . import devices
 from .artifacts import load_torch, save_json, save_npz, save_torch
 from .blocks import from_block
 from .data import load_prepared
+from .layout import partner_images
 from .models import check_shapes, to_float
-from .perturb import partner_images
 from .runlog import Progress
 
 

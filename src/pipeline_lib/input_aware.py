@@ -61,6 +61,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     mask_loop = Steps(max(1, round(spec.mask_epochs)), "mask network", "epochs")
     for epoch in range(mask_loop.total):
         set_rate(opt_m, spec.lr_mask * spec.lr_gamma ** sum(epoch >= e for e in spec.mask_milestones))
+        mask_loss, batches = torch.zeros((), device=device), 0
         for i1, i2 in _pairs(len(ys), recipe.batch_size, gen, device):
             x1, x2 = to_float(xs[i1]), to_float(xs[i2])
             if recipe.augment:
@@ -71,7 +72,9 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             opt_m.zero_grad(set_to_none=True)
             loss.backward()
             opt_m.step()
+            mask_loss, batches = mask_loss + loss.detach(), batches + 1
         mask_loop.count()
+        mask_loop.end_pass([float(mask_loss) / max(batches, 1)])
     m.eval().requires_grad_(False)
 
     arch = arch_of(recipe, x, num_classes)
@@ -84,7 +87,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
     loop, log = Steps(int(recipe.epochs * steps_per_epoch), "classifier and trigger generator"), []
     while loop.running:
         hits = torch.zeros(3, device=device)  # summed per-batch accuracies: backdoor, cross, clean (no host sync)
-        loss_sum = torch.zeros((), device=device)
+        loss_sum, first = torch.zeros((), device=device), loop.done
         for i1, i2 in loop.take(_pairs(len(ys), recipe.batch_size, gen, device)):
             step = loop.done
             set_lr(opt_c, recipe, step, loop.total, steps_per_epoch)
@@ -110,7 +113,7 @@ def train_input_aware(x: np.ndarray, y: np.ndarray, num_classes: int, target: in
             hits += torch.stack([right[:nb].mean(), right[nb:nb + nc].sum() / max(nc, 1), right[nb + nc:].mean()])
             loss_sum += loss.detach()
         acc = (hits / steps_per_epoch).tolist()
-        loop.end_pass([float(loss_sum) / steps_per_epoch])
+        loop.end_pass([float(loss_sum) / max(loop.done - first, 1)])
         log.append({"epoch": loop.passes, "train_backdoor_acc": acc[0], "train_cross_acc": acc[1],
                     "train_clean_acc": acc[2], "seconds": time.perf_counter() - t0})
     info = {"arch": arch, "device": str(device), "seconds": time.perf_counter() - t0, "epochs": log}

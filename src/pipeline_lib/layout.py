@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 # Path patterns, one per artifact kind; rules use them as Snakemake wildcards, the library via .format().
 DATA = "results/data/{dataset}.npz"
 SURROGATE = "results/surrogates/{surrogate}"
@@ -73,6 +75,19 @@ def dynamic(dataset: str, attack: str, target: int, seed: int) -> str:
 def partner_class(cls: int, spec: dict[str, Any], num_classes: int) -> int:
     """The class an interpolation moves towards: `partner_offset` classes on (frog -> horse is +1)."""
     return (cls + spec.get("partner_offset", 1)) % num_classes
+
+
+def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:
+    """Training indices of the partner-class image each of n class images is interpolated towards."""
+    pool = np.flatnonzero(y == partner)
+    return np.random.default_rng([seed, cls, partner]).choice(pool, size=n, replace=len(pool) < n)
+
+
+def random_other_class(y: np.ndarray, cls: int, n: int, seed: int) -> np.ndarray:
+    """Training indices of n images drawn at random from every class but `cls` (thesis 4.5's "a randomly selected
+    ... image of a different class"), one per image interpolated, seeded by (seed, cls)."""
+    pool = np.flatnonzero(y != cls)
+    return np.random.default_rng([seed, cls, len(y)]).choice(pool, size=n, replace=len(pool) < n)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .artifacts import ArtifactError, load_npz, save_npz
 from .data import Dataset, load_prepared
-from .layout import partner_class
+from .layout import partner_class, partner_images, random_other_class
 from .runlog import Progress
 
 if TYPE_CHECKING:
@@ -43,19 +43,6 @@ def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str
         out.append(quantize(x[i:i + 500], attack(model, xb, yb)))
         progress.update(i + len(xb))
     return np.concatenate(out)
-
-
-def partner_images(y: np.ndarray, cls: int, partner: int, n: int, seed: int) -> np.ndarray:
-    """Training indices of the partner-class image each of n class images is interpolated towards."""
-    pool = np.flatnonzero(y == partner)
-    return np.random.default_rng([seed, cls, partner]).choice(pool, size=n, replace=len(pool) < n)
-
-
-def random_other_class(y: np.ndarray, cls: int, n: int, seed: int) -> np.ndarray:
-    """Training indices of n images drawn at random from every class but `cls` (thesis 4.5's "a randomly selected
-    ... image of a different class"), one per image interpolated, seeded by (seed, cls)."""
-    pool = np.flatnonzero(y != cls)
-    return np.random.default_rng([seed, cls, len(y)]).choice(pool, size=n, replace=len(pool) < n)
 
 
 def pixel_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:

@@ -172,9 +172,12 @@ class Steps:
             self.after_step(self.done)
 
     def take(self, batches: Iterable[T]) -> Iterator[T]:
-        """One pass: its batches until the last step, each counted as a step once the loop body has run on it."""
-        for batch in batches:
-            if self.done >= self.total:
+        """One pass: its batches until the last step (none drawn beyond it), each counted as a step once the loop
+        body has run on it."""
+        it = iter(batches)
+        while self.done < self.total:
+            batch = next(it, None)
+            if batch is None:
                 return
             yield batch
             self.count()

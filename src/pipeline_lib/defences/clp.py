@@ -7,7 +7,8 @@ The authors pair each batch norm with the convolution defined before it, assumin
 by a batch norm. Here a batch norm is paired only when its input is a convolution's output (through max-pools,
 which are 1-Lipschitz per channel), traced on one forward pass: the pre-activation units of the thesis ResNet and
 PreActResNet-18 normalise sums of two branches before their convolutions, so those batch norms are left unpruned
-and counted (`clp_unpaired`) rather than scored against the wrong weights."""
+and counted (`clp_unpaired`) rather than scored against the wrong weights. The running std includes the batch
+norm's eps (the authors take the bare square root of the running variance: a negligible difference)."""
 from __future__ import annotations
 
 import time
@@ -37,7 +38,10 @@ def conv_bn_pairs(model: nn.Module, image: torch.Tensor) -> tuple[list[tuple[nn.
     import torch
     from torch import nn
 
-    made_by: dict[int, tuple[torch.Tensor, nn.Conv2d]] = {}   # id of an output -> (it, the conv it comes from)
+    # id of an output -> (it, the conv it comes from); the tensor is kept so its id is never reused in the pass. An
+    # in-place operation on a convolution's output before its batch norm would pass for the output itself: no
+    # model of the catalogue has one.
+    made_by: dict[int, tuple[torch.Tensor, nn.Conv2d]] = {}
     pairs, unpaired = [], 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ def fit(job: Job, config: Config) -> Trained:
     from .. import models
     from ..train import train
 
+    t0 = time.perf_counter()
     model = models.load_model(job.base)
     x, y = clean_share(job, config.clean_ratio, job.seed)
     order = prune_order(embeddings(model, x, job.device).mean(0))
@@ -75,7 +77,7 @@ def fit(job: Job, config: Config) -> Trained:
     recipe = dataclasses.replace(job.recipe, epochs=config.epochs, lr=config.lr, schedule="step", milestones=())
     model, info = train(x, y, job.num_classes, recipe, job.seed, job.device, init=model, accel=job.accel)
     prune.remove(model.classifier, "weight")
-    return model, {**info, "defence": {"fp_pruned": k, "fp_features": len(order), "fp_clean_images": len(y),
+    return model, {**info, "seconds": time.perf_counter() - t0, "defence": {"fp_pruned": k, "fp_features": len(order), "fp_clean_images": len(y),
                                        "fp_share_accuracy": base,
                                        "fp_finetuned_share_accuracy": accuracy(model, x, y, job.device)}}
 

@@ -4,7 +4,8 @@ than a patch. As the authors' train.py: a k x k grid of uniform [-1, 1] offsets,
 value, upsampled bicubically (align_corners) to the image side; the sampling grid is identity + s * field / side,
 times grid_rescale, clamped to [-1, 1], read by bilinear grid sampling (align_corners). Poisoned with `badnets`
 this is WaNet's dirty-label attack; its noise mode (images warped with a randomly perturbed field, labels kept)
-is not built here."""
+is not built here. Poison sets hold uint8 images, so the warped images are rounded to whole pixel values, where the
+authors warp float batches during training: part of a sub-pixel shift is lost to rounding."""
 from __future__ import annotations
 
 from dataclasses import dataclass

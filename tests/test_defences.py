@@ -320,7 +320,7 @@ def test_the_first_wave_of_methods_runs_through_the_workflow(tmp_path):
         "attacks": {"gu": {"method": "badnets", "trigger": "gu"}, "wanet": {"method": "badnets", "trigger": "warp"}},
         "defences": {"clp": {"method": "clp"}, "fp": {"method": "fine_pruning", "clean_ratio": 0.1, "epochs": 20},
                      "strip": {"method": "strip", "overlays": 20},
-                     "nc": {"method": "neural_cleanse", "clean_ratio": 0.1, "epochs": 20, "unlearn_epochs": 10}},
+                     "nc": {"method": "neural_cleanse", "clean_ratio": 0.1, "unlearn_epochs": 10}},
         "recipes": {"cnn": {"model": "small_cnn", "model_options": {"width": 8}, "epochs": 8, "batch_size": 32,
                             "lr": 0.05}},
         "figures": {"grid": {"kind": "defence_heatmap", "title": "new defences", "dataset": "digits", "attack": "gu",

@@ -99,8 +99,9 @@ def compute_device(method: str, threads: int) -> Iterator[torch.device | None]:
         yield device
 
 
-def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device | None, seed: int, surrogate: str | None = None,
-             generator: str | None = None, latents: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device | None, seed: int,
+             surrogate: str | None = None, generator: str | None = None,
+             latents: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, perturbed images) of one class."""
     method = spec["method"]
     if method not in PERTURBATIONS:

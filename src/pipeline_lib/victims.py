@@ -22,8 +22,8 @@ from .train import LossTrace, Recipe
 def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]], recipe: dict[str, Any],
                  defence: dict[str, Any], seed: int, out_dir: str, threads: int, pretrained: str | None = None,
                  bases: list[str] | None = None, gpu: dict[str, bool] | None = None) -> None:
-    """Train every member under the defence, as one stacked network where the defence and model stack, else one after
-    another, and write each member's model.pt and train_log.json (with its poison set's description and what the
+    """Train every member under the defence, as one stacked network where the defence and the model stack, else one
+    after another, and write each member's model.pt and train_log.json (with its poison set's description and what the
     defence measured) to out_dir/<member name>/. `gpu`: the config's GPU speed options (accel.Accel's fields)."""
     accel = Accel(**gpu or {})
     torch.set_num_threads(threads)

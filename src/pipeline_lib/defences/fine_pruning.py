@@ -77,9 +77,9 @@ def fit(job: Job, config: Config) -> Trained:
     recipe = dataclasses.replace(job.recipe, epochs=config.epochs, lr=config.lr, schedule="step", milestones=())
     model, info = train(x, y, job.num_classes, recipe, job.seed, job.device, init=model, accel=job.accel)
     prune.remove(model.classifier, "weight")
-    return model, {**info, "seconds": time.perf_counter() - t0, "defence": {"fp_pruned": k, "fp_features": len(order), "fp_clean_images": len(y),
-                                       "fp_share_accuracy": base,
-                                       "fp_finetuned_share_accuracy": accuracy(model, x, y, job.device)}}
+    measured = {"fp_pruned": k, "fp_features": len(order), "fp_clean_images": len(y), "fp_share_accuracy": base,
+                "fp_finetuned_share_accuracy": accuracy(model, x, y, job.device)}
+    return model, {**info, "seconds": time.perf_counter() - t0, "defence": measured}
 
 
 METHODS = [Defence(name="fine_pruning", summary="fine-pruning (Liu et al. 2018): prune dormant features, fine-tune "

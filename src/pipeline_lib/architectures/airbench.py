@@ -1,26 +1,16 @@
 """The airbench94-style fast network (Keller Jordan's cifar10-airbench)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..blocks import key
 from ..plugins import Model
-from . import NORM
+from . import Widths
 
 if TYPE_CHECKING:
     from ..models import Classifier
 
 
-@dataclass(frozen=True)
-class Config:
-    """Widths w, 4w, 4w."""
-
-    norm: str = NORM
-    width: int = key(64, "filters of the first conv group (then 4x, 4x)", minimum=1, maximum=4096)
-
-
-def build(c: Config, in_channels: int, num_classes: int) -> Classifier:
+def build(c: Widths, in_channels: int, num_classes: int) -> Classifier:
     """Whitening, GELU, three conv groups (w, 4w, 4w), global max-pool, a head scaled by 1/9."""
     from torch import nn
 
@@ -34,4 +24,4 @@ def build(c: Config, in_channels: int, num_classes: int) -> Classifier:
 
 
 METHODS = [Model(name="airbench", summary="airbench94 layout: patch whitening, three conv groups, scaled head",
-                 config=Config, build=build, min_side=lambda c: 9)]   # whitening takes 1 pixel, 3 max-pools: 9 -> 1
+                 config=Widths, build=build, min_side=lambda c: 9)]   # whitening takes 1 pixel, 3 max-pools: 9 -> 1

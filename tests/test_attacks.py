@@ -66,3 +66,19 @@ def test_a_clean_victims_poison_set_is_empty_whatever_its_target_and_amount():
     assert len(ps.indices) == len(ps.images) == len(ps.labels) == 0
     cx, cy = ps.apply_to(x, y)
     assert np.array_equal(cx, x) and np.array_equal(cy, y)
+
+
+def test_wanet_adds_cross_ratio_times_as_many_noise_warped_images_with_their_labels_kept():
+    x = np.random.default_rng(0).integers(0, 256, (500, 8, 8, 1), dtype=np.uint8)
+    warp = make_trigger("warp", s=2.0)
+    ps = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, options={"trigger": "w", "cross_ratio": 2})
+    backdoored, crossed = ps.indices[:20], ps.indices[20:]
+    assert ps.count == 20 and ps.crossed == 40 and len(crossed) == 40
+    assert (ps.labels[:20] == 3).all() and np.array_equal(ps.labels[20:], Y[crossed])
+    assert not set(backdoored) & set(crossed) and len(set(crossed)) == 40
+    assert np.array_equal(ps.images[:20], warp.apply(x[backdoored]))            # the fixed field: the backdoor
+    noisy = ps.images[20:]
+    assert not np.array_equal(noisy, warp.apply(x[crossed])) and not np.array_equal(noisy, x[crossed])
+    assert ps.mask(500).sum() == 20 and ps.mask(500)[backdoored].all()        # detection scores the backdoor only
+    plain = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, options={"trigger": "w", "cross_ratio": 0})
+    assert np.array_equal(plain.indices, backdoored) and plain.crossed == 0

@@ -112,6 +112,8 @@ def test_image_and_filtering_figures_train_no_victims():
     (lambda c: c["figures"]["fig3-8"].update(metric=["asr_labelled", "clean_accuracy"]),
      "figures.fig3-8.metric': a 'asr_heatmap' figure draws one metric"),
     (lambda c: c["attacks"]["input_aware"].update(recipe="preact18"), "attacks.input_aware.recipe': unknown recipe"),
+    (lambda c: c["attacks"].update(wanet_gu={"method": "wanet", "trigger": "gu"}),
+     "attacks.wanet_gu.trigger': attack 'wanet' takes a trigger of pattern warp, not 'bottom_right'"),
 ])
 def test_wrong_references_are_reported_by_key(edit, message):
     cfg = full_config()

@@ -353,6 +353,10 @@ def check_references(config: dict[str, Any]) -> None:
         for key, section in (("trigger", "triggers"), ("recipe", "recipes"), ("perturbation", "perturbations")):
             if attack.get(key):
                 _known(config, f"attacks.{name}.{key}", section, attack[key], key)
+        patterns = attack_method(config, name).patterns
+        if patterns and (pattern := config["triggers"][attack["trigger"]]["pattern"]) not in patterns:
+            raise ConfigError(f"config key 'attacks.{name}.trigger': attack '{attack['method']}' takes a trigger of "
+                              f"pattern {' or '.join(patterns)}, not '{pattern}'")
     for fig, spec in config["figures"].items():
         kind = spec["kind"]
         for key in figure_kinds.unread_keys(kind):
@@ -368,6 +372,10 @@ def check_references(config: dict[str, Any]) -> None:
             _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
         if isinstance(spec["metric"], list) and not figure_kinds.KINDS[kind].metric_list:
             raise ConfigError(f"config key 'figures.{fig}.metric': a '{kind}' figure draws one metric, not a list")
+        drawn = spec["metric"] if isinstance(spec["metric"], list) else [spec["metric"]]
+        if "der" in drawn and all(g.get("defence", "none") != "none" for _, g in series(config, fig)):
+            raise ConfigError(f"config key 'figures.{fig}.metric': DER rates each defence against no defence, so "
+                              "the figure needs the defence 'none' too")
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
             _check_grid(config, fig, label, grid, needs)

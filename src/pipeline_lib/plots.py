@@ -13,6 +13,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import plugins  # noqa: E402
 from .artifacts import atomic_path  # noqa: E402
 from .filtering import poisoned_among_lowest  # noqa: E402
 
@@ -22,6 +23,7 @@ METRIC_LABELS = {
     "robust_accuracy": "accuracy on triggered images (%)",
     "clean_accuracy": "natural accuracy (%)",
     "target_accuracy": "natural accuracy on the target class (%)",
+    "der": "defence effectiveness rating, DER (%)",
 }
 
 
@@ -130,9 +132,12 @@ def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str |
     save_figure(fig, path, rect=(0, 0.06 + 0.03 * (len(labels) > 4), 1, 1))
 
 
-SUMMARY = {"clean_accuracy": "clean accuracy", "asr_labelled": "ASR", "asr_classified": "ASR (excl. target preds)",
-           "robust_accuracy": "accuracy on triggered", "target_accuracy": "target-class accuracy", "epsilon": "epsilon", "isolation_precision": "isolation precision",
-           "detection_precision": "detection precision", "detection_recall": "detection recall"}
+# the summary tables' rates, shown as percentages: the victims' rates, DER and the defences' rates
+PERCENT = {"clean_accuracy": "clean accuracy", "asr_labelled": "ASR", "asr_classified": "ASR (excl. target preds)",
+           "robust_accuracy": "accuracy on triggered", "target_accuracy": "target-class accuracy", "der": "DER",
+           "isolation_precision": "isolation precision", "detection_precision": "detection precision",
+           "detection_recall": "detection recall", "nc_names_target": "NC names the target", "strip_frr": "STRIP FRR",
+           "strip_far": "STRIP FAR"}
 
 
 def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +148,7 @@ def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
 def defence_means(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
     """Series x defence means (over targets, amounts, seeds) of the metrics and of what each defence measured;
     series in order of appearance, defences in the given order."""
-    keep = [c for c in SUMMARY if c in df and df[c].notna().any()]
+    keep = [c for c in dict.fromkeys([*PERCENT, *plugins.measures()]) if c in df and df[c].notna().any()]
     df = _series_or_attack(df)
     df = df.assign(series=pd.Categorical(df["series"], categories=list(dict.fromkeys(df["series"]))),
                    defence=pd.Categorical(df["defence"], categories=defences))
@@ -152,9 +157,9 @@ def defence_means(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
 
 def defence_summary(means: pd.DataFrame) -> pd.DataFrame:
     """The means as the seeds' tables show them: percentages to one decimal, readable column names."""
-    percent = [c for c in means if c in SUMMARY and c != "epsilon"]
+    percent = [c for c in means if c in PERCENT]
     return means.assign(**{c: (100 * means[c]).round(1) for c in percent}).rename(
-        columns={"series": "attack", **SUMMARY})
+        columns={"series": "attack", **PERCENT})
 
 
 def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[str], title: str,

@@ -61,11 +61,17 @@ class Attack(Method):
     relabels: poisons may come from every class (an amount's pool is the whole training set), else only from
     the target class; trigger: 'fixed' (its block names a trigger), 'trained' (a generator trained per target
     and seed, its block names the attacker's recipe) or 'none' (nothing poisoned: the clean victim). A
-    `perturbation` key in its config makes the target-class images perturbed before the trigger."""
+    `perturbation` key in its config makes the target-class images perturbed before the trigger.
+    cross(x, y, selected indices, config, trigger, rng) -> (indices, images) of further examples the attack
+    modifies without the backdoor, labels kept (WaNet's noise mode), or None; patterns: the trigger patterns it
+    works with (empty: any)."""
 
     select: Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
     relabels: bool = True
     trigger: str = "fixed"
+    cross: Callable[[np.ndarray, np.ndarray, np.ndarray, Any, Any, np.random.Generator],
+                    tuple[np.ndarray, np.ndarray]] | None = None
+    patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ from .triggers import Applies, make_trigger
 
 @dataclass(frozen=True)
 class PoisonSet:
-    """The poisoned training examples: their indices, new images, (possibly new) labels, images before the trigger."""
+    """The poisoned training examples: their indices, new images, (possibly new) labels, images before the trigger;
+    the last `crossed` of them carry no backdoor (WaNet's noise mode: images transformed, labels kept)."""
 
     indices: np.ndarray
     images: np.ndarray
     labels: np.ndarray
     untriggered: np.ndarray
+    crossed: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many examples carry the backdoor."""
+        return len(self.indices) - self.crossed
 
     def apply_to(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The full poisoned training set."""
@@ -29,9 +36,9 @@ class PoisonSet:
         return x, y
 
     def mask(self, n: int) -> np.ndarray:
-        """Which of a training set's n examples are poisoned."""
+        """Which of a training set's n examples carry the backdoor."""
         poisoned = np.zeros(n, bool)
-        poisoned[self.indices] = True
+        poisoned[self.indices[:self.count]] = True
         return poisoned
 
 
@@ -45,17 +52,20 @@ def load_trigger(spec: dict[str, Any], network: str | None = None) -> Applies:
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
-           trigger: Applies | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None) -> PoisonSet:
+           trigger: Applies | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None,
+           options: dict[str, Any] | None = None) -> PoisonSet:
     """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
 
     perturbed: (indices, images) of the target class from the perturbation stage; the selection does
-    not depend on it, so every perturbation of a figure poisons the same images.
+    not depend on it, so every perturbation of a figure poisons the same images. options: the attack's config
+    block (without `method`), read by attacks that modify further examples (`Attack.cross`).
     """
     attack = plugins.method("attack", method)
     if not 0 <= target < int(y.max()) + 1:
         raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
     n = 0 if attack.trigger == "none" else amount.resolve(int(np.sum(y == target)))
-    idx, labels = attack.select(y, target, n, np.random.default_rng([seed, target]))
+    rng = np.random.default_rng([seed, target])
+    idx, labels = attack.select(y, target, n, rng)
     base = x[idx]
     if attack.trigger == "none":
         return PoisonSet(idx, base, labels, base)
@@ -65,7 +75,12 @@ def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amoun
         if np.any(pos >= len(p_idx)) or not np.array_equal(p_idx[np.minimum(pos, len(p_idx) - 1)], idx):
             raise ValueError("perturbed images do not cover every selected image (perturb the target class)")
         base = p_img[pos]
-    return PoisonSet(idx, trigger.apply(base), labels, base)
+    if attack.cross is None:
+        return PoisonSet(idx, trigger.apply(base), labels, base)
+    config = plugins.settings("attack", {"method": method, **(options or {})})[1]
+    more, images = attack.cross(x, y, idx, config, trigger, rng)
+    return PoisonSet(np.r_[idx, more], np.concatenate([trigger.apply(base), images]), np.r_[labels, y[more]],
+                     np.concatenate([base, x[more]]), crossed=len(more))
 
 
 def read_perturbed(path: str, cls: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,23 +93,28 @@ def read_perturbed(path: str, cls: int) -> tuple[np.ndarray, np.ndarray]:
     return z["indices"], z["images"]
 
 
-def write_poison_set(data_path: str, out: str, method: str, trigger: dict, target: int, amount: str,
+def write_poison_set(data_path: str, out: str, attack: dict[str, Any], trigger: dict, target: int, amount: str,
                      seed: int, perturbed_path: str | None = None, trigger_net: str | None = None) -> None:
-    """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact."""
+    """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact; `attack` is the
+    attack's config block."""
     ds = load_prepared(data_path)
     perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
     pattern = load_trigger(trigger, trigger_net) if trigger or trigger_net else None
-    ps = poison(method, ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed)
+    options = {k: v for k, v in attack.items() if k != "method"}
+    ps = poison(attack["method"], ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed,
+                options)
     save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
-             target=np.int64(target),
+             crossed=np.int64(ps.crossed), target=np.int64(target),
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))
 
 
 def read_poison_set(path: str) -> tuple[PoisonSet, dict[str, int]]:
     """Load a poison set and its metadata (target, class_size, train_size)."""
-    z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "untriggered": "u", "target": "i",
-                        "class_size": "i", "train_size": "i"})
-    ps = PoisonSet(z["indices"], z["images"], z["labels"], z["untriggered"])
+    z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "untriggered": "u", "crossed": "i",
+                        "target": "i", "class_size": "i", "train_size": "i"})
+    ps = PoisonSet(z["indices"], z["images"], z["labels"], z["untriggered"], int(z["crossed"]))
     if not len(ps.indices) == len(ps.images) == len(ps.labels) == len(ps.untriggered):
         raise ArtifactError(f"{path}: indices, images, labels and untriggered images differ in length")
+    if not 0 <= ps.crossed <= len(ps.indices):
+        raise ArtifactError(f"{path}: crossed {ps.crossed} is not between 0 and the {len(ps.indices)} examples")
     return ps, {k: int(z[k]) for k in ("target", "class_size", "train_size")}

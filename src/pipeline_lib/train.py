@@ -191,12 +191,14 @@ class Steps:
 
 Tracer = Callable[[nn.Module, int], None]
 LossTransform = Callable[[torch.Tensor], torch.Tensor]
+ExtraLoss = Callable[[torch.Tensor], torch.Tensor]
 
 
 def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: int, device: torch.device,
           adversary: Adversary | None = None, tracer: Tracer | None = None, init: models.Classifier | None = None,
           loss_transform: LossTransform | None = None, optimizer: torch.optim.Optimizer | None = None,
-          accel: Accel = TRAIN_DEFAULT) -> tuple[models.Classifier, dict[str, Any]]:
+          accel: Accel = TRAIN_DEFAULT, extra_loss: ExtraLoss | None = None
+          ) -> tuple[models.Classifier, dict[str, Any]]:
     """Train a model on uint8 NHWC images; return it (on CPU) and a per-epoch log.
 
     adversary:      replaces each (augmented) batch by its adversarial version (Madry et al.'s training);
@@ -204,7 +206,9 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
     init:           continue training this model instead of a fresh one;
     loss_transform: maps the batch's mean loss to the loss minimised (ABL's local gradient ascent, unlearning);
     optimizer:      continue with this optimiser of `init`'s parameters (momentum kept), its rate now the recipe's;
-    accel:          GPU speed options (bf16 autocast and channels-last by default; none act on the CPU).
+    accel:          GPU speed options (bf16 autocast and channels-last by default; none act on the CPU);
+    extra_loss:     a term added to each batch's loss, called with the batch's images after the model's forward
+                    (NAD's attention distillation, reading the maps the student's hooks kept).
     """
     seed_everything(seed)
     arch = arch_of(recipe, x, num_classes)
@@ -245,10 +249,11 @@ def train(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, seed: 
             with accel.autocast(device):
                 out = forward(xb)
                 loss = loss_fn(out.float(), yb)
+                minimised = loss if extra_loss is None else loss + extra_loss(xb)
             opt.zero_grad(set_to_none=True)
-            (loss_transform(loss) if loss_transform is not None else loss).backward()
+            (loss_transform(minimised) if loss_transform is not None else minimised).backward()
             opt.step()
-            loss_sum += loss.detach() * len(yb)
+            loss_sum += minimised.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
             seen += len(yb)
         mean_loss = float(loss_sum) / seen

@@ -44,8 +44,9 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
                 trace = None
                 if r.trace_per_epoch and method.name == "none":  # Figure 4-1 traces plain training only
                     sample = np.random.default_rng(seed).permutation(len(y))[:5000]
-                    trace = LossTrace({"poisoned": (ps.images, ps.labels), "poisoned_without_trigger":
-                                       (ps.untriggered, ps.labels), "all": (x[sample], y[sample])}, device)
+                    n = ps.count  # the backdoored examples, not WaNet's noise-mode images
+                    trace = LossTrace({"poisoned": (ps.images[:n], ps.labels[:n]), "poisoned_without_trigger":
+                                       (ps.untriggered[:n], ps.labels[:n]), "all": (x[sample], y[sample])}, device)
                 model, info = method.fit(Job(x, y, ds.num_classes, r, seed, device, ps.mask(len(y)), pretrained, base,
                                              trace, accel, (ds.x_train, ds.y_train)), settings)
                 trained.append(model)
@@ -57,4 +58,4 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
         models.save_weights(folder / "model.pt", info["arch"], model)
         save_json(folder / "train_log.json", {"defence": {}, **info, "loss_trace": trace.points if trace else [],
                                               "defence_method": method.name,
-                                              "poison": {**meta, "count": len(ps.indices)}})
+                                              "poison": {**meta, "count": ps.count, "crossed": ps.crossed}})

@@ -11,7 +11,7 @@ rule poison_dataset:
         layout.POISONED,
     params:
         data=lambda w: data_version(w.dataset),
-        method=lambda w: config["attacks"][w.attack]["method"],
+        attack=lambda w: config["attacks"][w.attack],
         trigger=attack_trigger,
         code=poisoning_code,
     conda:

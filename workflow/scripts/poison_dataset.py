@@ -5,5 +5,5 @@ from pipeline_lib.runlog import job_log
 i, w, p = snakemake.input, snakemake.wildcards, snakemake.params
 with job_log(snakemake.log[0]):
     plugins.use(snakemake.config["plugins"])
-    write_poison_set(i.data, snakemake.output[0], p.method, p.trigger, int(w.target), w.amount, int(w.seed),
+    write_poison_set(i.data, snakemake.output[0], p.attack, p.trigger, int(w.target), w.amount, int(w.seed),
                      i.get("perturbed"), i.get("trigger_net"))

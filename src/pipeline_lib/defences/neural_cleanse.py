@@ -3,7 +3,8 @@ trigger (a mask m and a pattern p, x' = (1 - m) x + m p) that sends the defender
 whose mask's L1 norm is an outlier below the median (MAD anomaly index > 2) is flagged as a backdoor target. The
 victim is then unlearned (BackdoorBench's procedure; the authors release none): a random 20% of the clean share
 carries the flagged labels' reversed triggers (shared out in turn) with their true labels, and the model is
-fine-tuned on the share. No label flagged: the undefended victim is kept.
+fine-tuned on the share. No label flagged: the undefended victim is kept. `nc_names_target` is 1 when the most
+anomalous label is flagged and is the attack's target (scored against the label the poisoned examples carry).
 
 The optimisation follows the authors' visualizer: mask and pattern drawn uniform in [0, 1] and optimised in tanh
 space, Adam (lr 0.1, betas 0.5 / 0.9), the L1 cost starting at 0, set to 1e-3 once the reversed trigger has
@@ -132,7 +133,10 @@ def fit(job: Job, config: Config) -> Trained:
     norms = np.array([t[2] for t in triggers])
     index = anomaly_index(norms)
     suspect, flagged = int(np.argmax(index)), np.flatnonzero(index > config.anomaly)
+    poisoned_labels = job.y[job.poisoned]   # scoring only: the attack's target, where it relabelled to one
+    target = int(np.bincount(poisoned_labels).argmax()) if len(poisoned_labels) else -1
     measured = {"nc_anomaly_index": float(index[suspect]), "nc_suspect": suspect, "nc_flagged": len(flagged),
+                "nc_names_target": float(suspect == target and suspect in flagged),
                 "nc_suspect_norm": float(norms[suspect]), "nc_median_norm": float(np.median(norms)),
                 "nc_unreached": sum(not t[3] for t in triggers)}
     if not len(flagged):
@@ -156,5 +160,5 @@ def fit(job: Job, config: Config) -> Trained:
 
 METHODS = [Defence(name="neural_cleanse", summary="Neural Cleanse (Wang et al. 2019): reverse triggers, flag by MAD, "
                    "unlearn", config=Config, fit=fit, needs_base=True,
-                   measures=("nc_anomaly_index", "nc_suspect", "nc_flagged", "nc_suspect_norm", "nc_median_norm",
-                             "nc_unreached"))]
+                   measures=("nc_anomaly_index", "nc_suspect", "nc_flagged", "nc_names_target", "nc_suspect_norm",
+                             "nc_median_norm", "nc_unreached"))]

@@ -3,9 +3,10 @@ fixed, smooth random warping field moves every pixel by a fraction of a pixel, a
 than a patch. As the authors' train.py: a k x k grid of uniform [-1, 1] offsets, normalised by its mean absolute
 value, upsampled bicubically (align_corners) to the image side; the sampling grid is identity + s * field / side,
 times grid_rescale, clamped to [-1, 1], read by bilinear grid sampling (align_corners). Poisoned with `badnets`
-this is WaNet's dirty-label attack; its noise mode (images warped with a randomly perturbed field, labels kept)
-is not built here. Poison sets hold uint8 images, so the warped images are rounded to whole pixel values, where the
-authors warp float batches during training: part of a sub-pixel shift is lost to rounding."""
+this is WaNet's dirty-label attack alone; with the `wanet` attack, also its noise mode (`noisy`: each image warped
+by the field plus its own uniform [-1, 1] / side offsets, labels kept). Poison sets hold uint8 images, so the
+warped images are rounded to whole pixel values, where the authors warp float batches during training: part of a
+sub-pixel shift is lost to rounding."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,6 +48,15 @@ class Warp:
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         """Warped copies of uint8 NHWC (or HWC) square images."""
+        return self._warp(images, None)
+
+    def noisy(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """WaNet's noise-mode images: each warped by the field plus its own uniform [-1, 1] / side grid offsets
+        (the authors' `grid_temps2`), clamped to the image."""
+        return self._warp(images, rng)
+
+    def _warp(self, images: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Images sampled on the field's grid, each grid perturbed from `rng` when one is given."""
         import torch
         from torch.nn import functional as F
 
@@ -55,9 +65,11 @@ class Warp:
         h, w = batch.shape[1:3]
         if h != w:
             raise ValueError(f"WaNet's warp takes square images, got {h}x{w}")
-        grid = warp_grid(h, self.k, self.s, self.grid_rescale, self.seed)
+        grid = warp_grid(h, self.k, self.s, self.grid_rescale, self.seed).double().expand(len(batch), -1, -1, -1)
+        if rng is not None:
+            grid = torch.clamp(grid + torch.from_numpy(rng.uniform(-1, 1, grid.shape)) / h, -1, 1)
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).double()
-        out = F.grid_sample(x, grid.double().expand(len(x), -1, -1, -1), align_corners=True)
+        out = F.grid_sample(x, grid, align_corners=True)
         return clip_round(out.permute(0, 2, 3, 1).numpy()).reshape(images.shape)
 
 

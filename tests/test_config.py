@@ -154,6 +154,10 @@ def demo_config():
     (lambda c: c["figures"]["fig3-2"].update(filter="trusted"), "figures.fig3-2.filter': not used by a 'asr_heatmap'"),
     (lambda c: c["figures"]["fig1-2"].update(rates=[0.5]), "figures.fig1-2.rates': not used by a 'examples' figure"),
     (lambda c: c["figures"]["fig3-2"].update(per_class=2), "figures.fig3-2.per_class': not used"),
+    # DER rates a defence against no defence: a figure drawing it needs undefended victims beside
+    (lambda c: c["figures"]["defence-grid"].update(defences=["adv", "abl"], metric=["asr_labelled", "der"]),
+     "figures.defence-grid.metric': DER rates each defence against no defence, so the figure needs the defence "
+     "'none' too"),
 ])
 def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(edit, message):
     cfg = demo_config()

@@ -96,11 +96,12 @@ def test_the_catalogue_holds_every_method_of_the_package_with_its_traits():
     assert {"none", "adv_training", "dp_sgd", "frozen_sgd", "abl", "spectral", "activation_clustering"} <= set(
         cat["defence"])
     assert {n for n, d in cat["defence"].items() if d.stacks} == {"none", "adv_training"}
-    assert {n for n, d in cat["defence"].items() if d.needs_base} == {"spectral", "activation_clustering", "clp",
-                                                                        "fine_pruning", "neural_cleanse", "strip"}
+    assert {n for n, d in cat["defence"].items() if d.needs_base} == {
+        "spectral", "activation_clustering", "clp", "fine_pruning", "neural_cleanse", "strip", "nad", "anp"}
     assert [n for n, d in cat["defence"].items() if d.assess] == ["strip"]   # the one test-time detector
     assert not cat["attack"]["label_consistent"].relabels and cat["attack"]["badnets"].relabels
     assert cat["attack"]["input_aware"].trigger == "trained" and cat["attack"]["none"].trigger == "none"
+    assert cat["attack"]["wanet"].cross and cat["attack"]["wanet"].patterns == ("warp",)   # noise mode, its warp
     assert cat["defence"]["abl"].module == "pipeline_lib.defences.abl"
     assert {"epsilon", "isolation_precision", "detection_recall", "microbatches"} <= set(plugins.measures())
 

@@ -69,9 +69,11 @@ def test_a_clean_victims_poison_set_is_empty_whatever_its_target_and_amount():
 
 
 def test_wanet_adds_cross_ratio_times_as_many_noise_warped_images_with_their_labels_kept():
+    from pipeline_lib.attacks.wanet import Config
+
     x = np.random.default_rng(0).integers(0, 256, (500, 8, 8, 1), dtype=np.uint8)
     warp = make_trigger("warp", s=2.0)
-    ps = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, options={"trigger": "w", "cross_ratio": 2})
+    ps = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, config=Config(trigger="warp", cross_ratio=2))
     backdoored, crossed = ps.indices[:20], ps.indices[20:]
     assert ps.count == 20 and ps.crossed == 40 and len(crossed) == 40
     assert (ps.labels[:20] == 3).all() and np.array_equal(ps.labels[20:], Y[crossed])
@@ -80,7 +82,7 @@ def test_wanet_adds_cross_ratio_times_as_many_noise_warped_images_with_their_lab
     noisy = ps.images[20:]
     assert not np.array_equal(noisy, warp.apply(x[crossed])) and not np.array_equal(noisy, x[crossed])
     assert ps.mask(500).sum() == 20 and ps.mask(500)[backdoored].all()        # detection scores the backdoor only
-    plain = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, options={"trigger": "w", "cross_ratio": 0})
+    plain = poison("wanet", x, Y, 3, Amount(count=20), warp, seed=0, config=Config(trigger="warp", cross_ratio=0))
     assert np.array_equal(plain.indices, backdoored) and plain.crossed == 0
 
 

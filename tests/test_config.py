@@ -112,6 +112,10 @@ def test_image_and_filtering_figures_train_no_victims():
     (lambda c: c["figures"]["fig3-8"].update(metric=["asr_labelled", "clean_accuracy"]),
      "figures.fig3-8.metric': a 'asr_heatmap' figure draws one metric"),
     (lambda c: c["attacks"]["input_aware"].update(recipe="preact18"), "attacks.input_aware.recipe': unknown recipe"),
+    (lambda c: c["defences"].update(anp0={"method": "anp", "eps": 0, "alpha": 0}),   # nothing to optimise
+     "defences.anp0': defence 'anp': eps 0 with alpha 0 leaves no loss to optimise the masks on"),
+    (lambda c: c["defences"].update(nad0={"method": "nad", "teacher_epochs": 0}),    # the victim as its own teacher
+     "defences.nad0.teacher_epochs': 0 is less than or equal to the minimum of 0"),
     (lambda c: c["attacks"].update(wanet_gu={"method": "wanet", "trigger": "gu"}),
      "attacks.wanet_gu.trigger': attack 'wanet' takes a trigger of pattern warp, not 'bottom_right'"),
 ])
@@ -154,10 +158,15 @@ def demo_config():
     (lambda c: c["figures"]["fig3-2"].update(filter="trusted"), "figures.fig3-2.filter': not used by a 'asr_heatmap'"),
     (lambda c: c["figures"]["fig1-2"].update(rates=[0.5]), "figures.fig1-2.rates': not used by a 'examples' figure"),
     (lambda c: c["figures"]["fig3-2"].update(per_class=2), "figures.fig3-2.per_class': not used"),
+    (lambda c: c["triggers"].update(warp={"pattern": "warp"}) or c["attacks"].update(                # noise mode
+        wanet={"method": "wanet", "trigger": "warp", "cross_ratio": 50}) or c["figures"]["fig2-1"].update(
+        attack="wanet"), "figures.fig2-1.counts': 34 poisons 34 and modifies 1700 more of the 1347 training images"),
     # DER rates a defence against no defence: a figure drawing it needs undefended victims beside
     (lambda c: c["figures"]["defence-grid"].update(defences=["adv", "abl"], metric=["asr_labelled", "der"]),
-     "figures.defence-grid.metric': DER rates each defence against no defence, so the figure needs the defence "
-     "'none' too"),
+     "figures.defence-grid.metric': DER rates each defence against no defence, so series 'BadNets' needs the "
+     "defence 'none' too"),
+    (lambda c: c["figures"]["fig5-1"].update(metric="der"),     # its series are defended only
+     "figures.fig5-1.metric': DER rates each defence against no defence, so series 'SGD' needs"),
 ])
 def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(edit, message):
     cfg = demo_config()

@@ -10,6 +10,7 @@ from pipeline_lib import plugins
 from pipeline_lib.defences import detection
 from pipeline_lib.defences.abl import Config as AblConfig, isolate_lowest, lga
 from pipeline_lib.defences.activation_clustering import flag_clusters
+from pipeline_lib.defences.nad import StageMaps
 from pipeline_lib.defences.spectral import flag_spectral, spectral_scores
 from pipeline_lib.plugins import Job
 from pipeline_lib.privacy import (clipped_microbatch_sum, freeze_all_but_last, from_pretrained, noised_mean,
@@ -354,11 +355,13 @@ def test_the_first_wave_of_methods_runs_through_the_workflow(tmp_path):
     assert t.loc["anp", "anp_neurons"] == 8 + 16 + 32 and t.loc["anp", "anp_pruned"] >= 0
     der = (np.maximum(0, none["asr_labelled"] - t["asr_labelled"]) - np.maximum(0, none["clean_accuracy"]
                                                                                   - t["clean_accuracy"]) + 1) / 2
-    assert np.isnan(t.loc["none", "der"]) and np.allclose(t["der"].drop("none"), der.drop("none"))
+    assert t["der"][["none", "strip"]].isna().all()            # no twin to rate, and a detector keeps the model
+    assert np.allclose(t["der"].drop(["none", "strip"]), der.drop(["none", "strip"]))
     header = (tmp_path / "results/tables/grid.md").read_text().splitlines()[2]
-    assert [h.strip() for h in header.strip("|").split("|")][:6] == ["attack", "defence", "clean accuracy", "ASR",
-                                                                     "ASR (excl. target preds)", "accuracy on triggered"]
-    assert "DER" in header and "NC names the target" in header and "anp_pruned" in header
+    columns = [h.strip() for h in header.strip("|").split("|")]
+    assert columns[:6] == ["attack", "defence", "clean accuracy", "ASR", "ASR (excl. target preds)",
+                           "accuracy on triggered"]
+    assert "DER" in header and "NC names the target" in header and "ANP pruned" in header
     wanet = pd.read_csv(tmp_path / "results/tables/wanet.csv").iloc[0]
     # the warp implants at pc = 0.1 beside twice as many noise-mode images (0.54 here: the noise makes the field
     # harder to learn on 8 x 8 images), far above the 0.1 of target predictions without it
@@ -410,7 +413,6 @@ def test_nad_attention_map_is_the_unit_normalised_channel_sum_of_powered_activat
 
 def test_nad_distils_each_stages_last_map_above_one_pixel_largest_first():
     from pipeline_lib.architectures import small_cnn
-    from pipeline_lib.defences.nad import StageMaps
 
     model = small_cnn.build(small_cnn.Config(width=4), 1, 10).eval()   # 8x8 -> pool -> 4x4 -> pool -> 2x2 -> pool 2x2
     maps = StageMaps(model)
@@ -421,6 +423,23 @@ def test_nad_distils_each_stages_last_map_above_one_pixel_largest_first():
     assert [tuple(m.shape) for m in maps.last(2)] == shapes[1:]
     maps.close()
     assert not model.features[0]._forward_hooks
+
+
+def test_nad_distils_residual_units_with_their_sums_not_the_next_units_normalised_input():
+    from pipeline_lib.architectures import Widths, preact_resnet18
+    from pipeline_lib.models import PreActBlock
+
+    model = preact_resnet18.build(Widths(width=4), 3, 10).eval()   # 32 -> 16 -> 8 -> 4 pixels
+    units = [m for m in model.features if isinstance(m, PreActBlock)]
+    outputs = []
+    hooks = [u.register_forward_hook(lambda m, i, o: outputs.append(o)) for u in units]
+    maps = StageMaps(model)
+    model(torch.rand(2, 3, 32, 32))
+    last_of_size = {o.shape[-1]: o for o in outputs}                     # the last unit of each size
+    assert [m.shape[-1] for m in maps.last(3)] == [16, 8, 4]
+    assert all(m is last_of_size[m.shape[-1]] for m in maps.last(3)[:2])   # the unit's output, its sum included
+    for h in hooks:
+        h.remove()
 
 
 def test_anp_masks_scale_batch_norms_and_its_perturbation_moves_scales_and_shifts():

@@ -234,18 +234,22 @@ def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> 
     if info.train_counts is None or attack.trigger == "none":
         return
     relabels = attack.relabels
+    settings = plugins.settings("attack", config["attacks"][grid["attack"]])[1] if attack.cross else None
     for t in targets(config, grid):
         pool = sum(info.train_counts) if relabels else info.train_counts[t]
         for token in amounts(grid):
             amount = Amount.parse(token)
+            key = f"config key '{where}.{'rates' if amount.rate is not None else 'counts'}'"
             try:
                 n = amount.resolve(info.train_counts[t])
             except ValueError:  # a rate too small to poison one image
                 n = 0
             if not 1 <= n <= pool:
                 what = "training images" if relabels else f"images of class {t}"
-                raise ConfigError(f"config key '{where}.{'rates' if amount.rate is not None else 'counts'}': "
-                                  f"{token[1:]} poisons {n} of the {pool} {what} of dataset '{grid['dataset']}'")
+                raise ConfigError(f"{key}: {token[1:]} poisons {n} of the {pool} {what} of dataset '{grid['dataset']}'")
+            if settings is not None and n + settings.crossed(n) > sum(info.train_counts):
+                raise ConfigError(f"{key}: {token[1:]} poisons {n} and modifies {settings.crossed(n)} more of the "
+                                  f"{sum(info.train_counts)} training images of dataset '{grid['dataset']}'")
 
 
 def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset: str) -> None:
@@ -372,10 +376,8 @@ def check_references(config: dict[str, Any]) -> None:
             _known(config, f"figures.{fig}.filter", "surrogates", spec["filter"], "surrogate")
         if isinstance(spec["metric"], list) and not figure_kinds.KINDS[kind].metric_list:
             raise ConfigError(f"config key 'figures.{fig}.metric': a '{kind}' figure draws one metric, not a list")
-        drawn = spec["metric"] if isinstance(spec["metric"], list) else [spec["metric"]]
-        if "der" in drawn and all(g.get("defence", "none") != "none" for _, g in series(config, fig)):
-            raise ConfigError(f"config key 'figures.{fig}.metric': DER rates each defence against no defence, so "
-                              "the figure needs the defence 'none' too")
+        if "der" in (spec["metric"] if isinstance(spec["metric"], list) else [spec["metric"]]):
+            _check_undefended_twins(fig, series(config, fig))
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
             _check_grid(config, fig, label, grid, needs)
@@ -385,6 +387,15 @@ def check_references(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
     check_claims(config)
+
+
+def _check_undefended_twins(fig: str, grids: list[tuple[str, dict[str, Any]]]) -> None:
+    """A figure drawing DER has, in every series with a defence, that series undefended (DER's twin)."""
+    undefended = {label for label, g in grids if g["defence"] == "none"}
+    for label, g in grids:
+        if label not in undefended:
+            raise ConfigError(f"config key 'figures.{fig}.metric': DER rates each defence against no defence, so "
+                              f"series '{label or fig}' needs the defence 'none' too")
 
 
 def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> None:

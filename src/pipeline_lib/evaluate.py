@@ -79,7 +79,7 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
             if method.assess is not None and len(test_triggered):
                 metrics |= method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
             save_json(Path(out_dir) / f"{member['name']}.json", {
-                **describe, **metrics,
+                **describe, "defence_method": method.name, **metrics,
                 "model": log["arch"]["name"], "target_name": ds.classes[target],
                 "trigger": trigger.get("pattern", describe["method"]),
                 "amplitude": trigger.get("amplitude", 255) if trigger else None,

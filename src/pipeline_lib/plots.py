@@ -13,7 +13,6 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import plugins  # noqa: E402
 from .artifacts import atomic_path  # noqa: E402
 from .filtering import poisoned_among_lowest  # noqa: E402
 
@@ -132,12 +131,14 @@ def asr_lines(df: pd.DataFrame, metric: str | list[str], title: str, path: str |
     save_figure(fig, path, rect=(0, 0.06 + 0.03 * (len(labels) > 4), 1, 1))
 
 
-# the summary tables' rates, shown as percentages: the victims' rates, DER and the defences' rates
+# the summary tables' columns: rates (shown as percentages): the victims', DER and the defences'; then numbers
 PERCENT = {"clean_accuracy": "clean accuracy", "asr_labelled": "ASR", "asr_classified": "ASR (excl. target preds)",
            "robust_accuracy": "accuracy on triggered", "target_accuracy": "target-class accuracy", "der": "DER",
-           "isolation_precision": "isolation precision", "detection_precision": "detection precision",
-           "detection_recall": "detection recall", "nc_names_target": "NC names the target", "strip_frr": "STRIP FRR",
-           "strip_far": "STRIP FAR"}
+           "isolation_precision": "isolation precision", "isolation_recall": "isolation recall",
+           "detection_precision": "detection precision", "detection_recall": "detection recall",
+           "nc_names_target": "NC names the target", "strip_frr": "STRIP FRR", "strip_far": "STRIP FAR"}
+NUMBERS = {"epsilon": "epsilon", "strip_auroc": "STRIP AUROC", "nc_anomaly_index": "NC anomaly index",
+           "fp_pruned": "FP pruned", "anp_pruned": "ANP pruned", "clp_pruned": "CLP pruned"}
 
 
 def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +149,7 @@ def _series_or_attack(df: pd.DataFrame) -> pd.DataFrame:
 def defence_means(df: pd.DataFrame, defences: list[str]) -> pd.DataFrame:
     """Series x defence means (over targets, amounts, seeds) of the metrics and of what each defence measured;
     series in order of appearance, defences in the given order."""
-    keep = [c for c in dict.fromkeys([*PERCENT, *plugins.measures()]) if c in df and df[c].notna().any()]
+    keep = [c for c in [*PERCENT, *NUMBERS] if c in df and df[c].notna().any()]
     df = _series_or_attack(df)
     df = df.assign(series=pd.Categorical(df["series"], categories=list(dict.fromkeys(df["series"]))),
                    defence=pd.Categorical(df["defence"], categories=defences))
@@ -159,7 +160,7 @@ def defence_summary(means: pd.DataFrame) -> pd.DataFrame:
     """The means as the seeds' tables show them: percentages to one decimal, readable column names."""
     percent = [c for c in means if c in PERCENT]
     return means.assign(**{c: (100 * means[c]).round(1) for c in percent}).rename(
-        columns={"series": "attack", **PERCENT})
+        columns={"series": "attack", **PERCENT, **NUMBERS})
 
 
 def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[str], title: str,

@@ -63,8 +63,8 @@ class Attack(Method):
     and seed, its block names the attacker's recipe) or 'none' (nothing poisoned: the clean victim). A
     `perturbation` key in its config makes the target-class images perturbed before the trigger.
     cross(x, y, selected indices, config, trigger, rng) -> (indices, images) of further examples the attack
-    modifies without the backdoor, labels kept (WaNet's noise mode), or None; patterns: the trigger patterns it
-    works with (empty: any)."""
+    modifies without the backdoor, labels kept (WaNet's noise mode), or None; its config then has `crossed(n)`,
+    how many for n poisons (checked at planning); patterns: the trigger patterns it works with (empty: any)."""
 
     select: Callable[[np.ndarray, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
     relabels: bool = True

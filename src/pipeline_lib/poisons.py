@@ -53,12 +53,12 @@ def load_trigger(spec: dict[str, Any], network: str | None = None) -> Applies:
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
            trigger: Applies | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None,
-           options: dict[str, Any] | None = None) -> PoisonSet:
+           config: Any = None) -> PoisonSet:
     """Select, (perturb,) trigger and label the poisoned examples of one (attack, target, amount, seed).
 
     perturbed: (indices, images) of the target class from the perturbation stage; the selection does
-    not depend on it, so every perturbation of a figure poisons the same images. options: the attack's config
-    block (without `method`), read by attacks that modify further examples (`Attack.cross`).
+    not depend on it, so every perturbation of a figure poisons the same images. config: the attack's config
+    (its dataclass instance), read by attacks that modify further examples (`Attack.cross`).
     """
     attack = plugins.method("attack", method)
     if not 0 <= target < int(y.max()) + 1:
@@ -77,7 +77,8 @@ def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amoun
         base = p_img[pos]
     if attack.cross is None:
         return PoisonSet(idx, trigger.apply(base), labels, base)
-    config = plugins.settings("attack", {"method": method, **(options or {})})[1]
+    if config is None:
+        raise ValueError(f"attack '{method}' modifies further examples and needs its config")
     more, images = attack.cross(x, y, idx, config, trigger, rng)
     return PoisonSet(np.r_[idx, more], np.concatenate([trigger.apply(base), images]), np.r_[labels, y[more]],
                      np.concatenate([base, x[more]]), crossed=len(more))
@@ -100,9 +101,8 @@ def write_poison_set(data_path: str, out: str, attack: dict[str, Any], trigger: 
     ds = load_prepared(data_path)
     perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
     pattern = load_trigger(trigger, trigger_net) if trigger or trigger_net else None
-    options = {k: v for k, v in attack.items() if k != "method"}
-    ps = poison(attack["method"], ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed,
-                options)
+    method, config = plugins.settings("attack", attack)
+    ps = poison(method.name, ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed, config)
     save_npz(out, indices=ps.indices, images=ps.images, labels=ps.labels, untriggered=ps.untriggered,
              crossed=np.int64(ps.crossed), target=np.int64(target),
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))

@@ -11,7 +11,8 @@ from .artifacts import atomic_path, load_json
 
 RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
 
-COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence", "target",
+COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
+           "defence_method", "target",
            "target_name", "amount", "rate", "count", "fraction_of_class", "fraction_of_train", "seed",
            "clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy", "train_seconds",
            "device",
@@ -41,15 +42,18 @@ TWIN = ["series", "dataset", "recipe", "attack", "target", "amount", "seed"]  # 
 
 def defence_effectiveness(df: pd.DataFrame) -> pd.Series:
     """BackdoorBench's defence effectiveness rating of each defended row against its undefended twin in the same
-    table: DER = [max(0, ASR drop) - max(0, clean accuracy drop) + 1] / 2, from 0 (worst) to 1; NaN without a twin.
-    This is the formula its paper and its `_simplied` variant state; its `defense_effectiveness_rate` adds the
-    accuracy drop instead."""
+    table: DER = [max(0, ASR drop) - max(0, clean accuracy drop) + 1] / 2, from 0 (worst) to 1; NaN without a twin
+    and for test-time detectors (STRIP: the model is the undefended one, nothing for DER to rate). This is the
+    formula its paper and its `_simplied` variant state; its `defense_effectiveness_rate` adds the accuracy drop
+    instead."""
     base = df[df["defence"] == "none"].drop_duplicates(TWIN).set_index(TWIN)[["asr_labelled", "clean_accuracy"]]
     twin = base.reindex(pd.MultiIndex.from_frame(df[TWIN].astype(object)))
     asr_drop = twin["asr_labelled"].to_numpy(float) - df["asr_labelled"].to_numpy(float)
     acc_drop = twin["clean_accuracy"].to_numpy(float) - df["clean_accuracy"].to_numpy(float)
     der = (asr_drop.clip(0) - acc_drop.clip(0) + 1) / 2
-    return pd.Series(der, index=df.index).where(df["defence"].ne("none").to_numpy() & ~pd.isna(asr_drop))
+    known = plugins.catalogue()["defence"]
+    detector = df["defence_method"].map(lambda m: m in known and known[m].assess is not None).to_numpy(bool)
+    return pd.Series(der, index=df.index).where(df["defence"].ne("none").to_numpy() & ~pd.isna(asr_drop) & ~detector)
 
 
 def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:

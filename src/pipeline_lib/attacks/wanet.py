@@ -23,6 +23,10 @@ class Config:
     trigger: str = key(help="the trigger's name under `triggers` (its pattern must be `warp`)")
     cross_ratio: float = key(2.0, "noise-mode images per backdoored image (the authors' cross_ratio)", minimum=0)
 
+    def crossed(self, n: int) -> int:
+        """How many noise-mode images go with n backdoored ones."""
+        return round(self.cross_ratio * n)
+
 
 def noise_mode(x: np.ndarray, y: np.ndarray, chosen: np.ndarray, config: Config, trigger: object,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +34,7 @@ def noise_mode(x: np.ndarray, y: np.ndarray, chosen: np.ndarray, config: Config,
     if not isinstance(trigger, Warp):  # planning refuses other patterns (Attack.patterns); this guards library use
         raise ValueError(f"attack 'wanet' needs a trigger of pattern 'warp', got {type(trigger).__name__}")
     rest = np.setdiff1d(np.arange(len(y)), chosen)
-    idx = select(rest, round(config.cross_ratio * len(chosen)), rng, "unpoisoned training images for noise mode")
+    idx = select(rest, config.crossed(len(chosen)), rng, "unpoisoned training images for noise mode")
     return idx, trigger.noisy(x[idx], rng)
 
 

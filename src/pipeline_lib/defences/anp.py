@@ -5,7 +5,8 @@ relatively); neurons a backdoor lives in are sensitive to the perturbation and t
 mask ends at or below the threshold have their batch-norm scale zeroed in the undefended victim (its shift kept).
 
 As the authors' optimize_mask_cifar.py: the model in training mode (batch statistics), the perturbation drawn
-uniform in [-eps, eps] then one signed gradient-ascent step of size eps (not clipped back to eps, as theirs), the
+uniform in [-eps, eps] then one signed gradient-ascent step of size eps (as theirs, not clipped back to
+[-eps, eps] after the step), the
 masks by SGD (momentum 0.9) on alpha x the masked loss + (1 - alpha) x the perturbed loss, clipped to [0, 1];
 batches of 128 drawn with replacement; the recipe's augmentation. The authors sweep thresholds and report each;
 the paper's 0.2 is the default here (BackdoorBench picks its threshold on the test set, which a defender lacks)."""
@@ -39,6 +40,10 @@ class Config:
     iterations: int = key(2000, "mask optimisation steps", minimum=1)
     batch_size: int = key(128, "images per step, drawn with replacement", minimum=1)
     threshold: float = key(0.2, "prune neurons whose mask ends at or below this", minimum=0, maximum=1)
+
+    def __post_init__(self) -> None:
+        if self.eps == 0 and self.alpha == 0:
+            raise ValueError("eps 0 with alpha 0 leaves no loss to optimise the masks on")
 
 
 PASS = 100  # mask steps per pass: a pass's mean loss must be finite
@@ -91,7 +96,8 @@ class MaskedNorms:
 
 def optimise_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Config, augment: object,
                    gen: torch.Generator) -> MaskedNorms:
-    """The authors' mask_train over `c.iterations` batches of float images x (augment: batch -> batch)."""
+    """The authors' mask_train over `c.iterations` batches of float images x (augment: batch -> batch); `model` is
+    left in training mode with its weights frozen and its batch-norm statistics moved (fit discards it)."""
     import torch
     from torch.nn.functional import cross_entropy
 
@@ -110,7 +116,8 @@ def optimise_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Config
             noise_opt.zero_grad(set_to_none=True)
             (-cross_entropy(masked(xb, True), yb)).backward()
             for n in masked.noise:
-                n.grad = n.grad.sign()
+                if n.grad is not None:   # a batch norm the forward pass never reached has none
+                    n.grad = n.grad.sign()
             noise_opt.step()
             robust = cross_entropy(masked(xb, True), yb)
         loss = c.alpha * cross_entropy(masked(xb, False), yb) + (1 - c.alpha) * robust

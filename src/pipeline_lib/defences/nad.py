@@ -5,11 +5,15 @@ its attention map from the teacher's. An attention map sums |activation|^p over 
 norm over the pixels of each image (the authors' at.py).
 
 The authors distil the outputs of WRN-16-1's three residual groups. A model here has no named groups, so the
-distilled layers are found on the forward pass: at each spatial size of the feature maps, the last map of that size
-(a stage's output, whatever the architecture), and the last three sizes above one pixel (a 1 x 1 map normalises to
-the constant 1 and distils nothing: BackdoorBench's choice of the pooled output for ResNet-18). Fewer sizes, fewer
-layers (the last betas). Schedule as the authors' main.py: SGD (momentum 0.9, nesterov, weight decay 1e-4), batch
-64, learning rate 0.1 for two epochs then 0.01; the recipe's augmentation (the authors crop, flip and cut out)."""
+distilled layers are found on the forward pass: at each spatial size of the feature maps, the map of that size
+output last by the shallowest modules of the model's `features` (a stage or a residual unit, its sum included: the
+stage outputs of ResNet-18 and airbench, the last unit of each size of the pre-activation ResNets and MobileNetV2,
+the last conv-BN-ReLU of each size of the small CNN), and of those the last three sizes above one pixel (a 1 x 1
+map normalises to the constant 1 and distils nothing: BackdoorBench's choice of the pooled output for ResNet-18;
+a global adaptive pool is no stage). Fewer sizes, fewer layers (the last betas).
+
+Schedule as the authors' main.py: SGD (momentum 0.9, nesterov, weight decay 1e-4), batch 64, learning rate 0.1
+for two epochs then 0.01; the recipe's augmentation (the authors crop, flip and cut out)."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +35,7 @@ class Config:
     """The authors' defaults (bboylyg/NAD config.py)."""
 
     clean_ratio: float = key(0.05, "the defender's clean share of the training set", exclusiveMinimum=0, maximum=1)
-    teacher_epochs: float = key(10, "epochs fine-tuning the teacher (the authors: 5 to 10)", minimum=0)
+    teacher_epochs: float = key(10, "epochs fine-tuning the teacher (the authors: 5 to 10)", exclusiveMinimum=0)
     epochs: float = key(20, "epochs distilling into the victim", minimum=0)
     batch_size: int = key(64, "images per step", minimum=1)
     lr: float = key(0.1, "learning rate of the first `drop_epoch` epochs, x0.1 after", exclusiveMinimum=0)
@@ -49,21 +53,29 @@ def attention(fm: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class StageMaps:
-    """Forward hooks on a model's feature layers keeping, per spatial size above one pixel, the last feature map of
-    that size in the latest forward pass."""
+    """Forward hooks on a model's feature layers keeping, per spatial size above one pixel, the map of that size
+    output last by the shallowest modules (global adaptive pools left out) in the latest forward pass."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.latest: dict[int, torch.Tensor] = {}
-        self.handles = [m.register_forward_hook(self._keep) for m in model.features.modules()
-                        if not any(True for _ in m.children())]
+        from functools import partial
 
-    def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if output.dim() == 4 and output.shape[-1] > 1 and output.shape[-2] > 1:
-            self.latest[output.shape[-2] * output.shape[-1]] = output
+        from torch import nn
+
+        self.latest: dict[int, tuple[int, torch.Tensor]] = {}   # size -> (module depth, map)
+        self.handles = [model.features.register_forward_pre_hook(lambda *_: self.latest.clear())]
+        self.handles += [m.register_forward_hook(partial(self._keep, name.count(".") + 1))
+                         for name, m in model.features.named_modules()
+                         if name and not isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+
+    def _keep(self, depth: int, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if output.dim() == 4 and min(output.shape[-2:]) > 1:
+            size = output.shape[-2] * output.shape[-1]
+            if size not in self.latest or depth <= self.latest[size][0]:
+                self.latest[size] = (depth, output)
 
     def last(self, n: int) -> list[torch.Tensor]:
         """The maps of the n smallest sizes, the largest of them first."""
-        return [self.latest[s] for s in sorted(self.latest, reverse=True)[-n:]]
+        return [self.latest[s][1] for s in sorted(self.latest, reverse=True)[-n:]]
 
     def close(self) -> None:
         """Remove the hooks."""

@@ -29,6 +29,17 @@ def test_every_thesis_figure_and_defence_result_of_the_seeds_is_configured(path)
     check_references(cfg)
 
 
+def test_the_leaderboard_preset_judges_each_first_wave_paper_on_every_dataset(shared_data):
+    cfg = load_config("config/leaderboard.yaml")
+    check_references(cfg)
+    papers = ("fp-", "nc-", "nad-", "anp-", "clp-", "strip-", "wanet-keeps")
+    for dataset in ("digits", "mnist", "cifar10"):
+        named = [c for c in cfg["claims"] if c.endswith(f"-{dataset}")]
+        assert all(any(c.startswith(p) for c in named) for p in papers), dataset
+        assert {cfg["claims"][c]["measured"]["figure"] for c in named if not c.startswith("wanet-keeps")} == {
+            f"leaderboard-{dataset}"}
+
+
 def test_full_config_plans_ten_targets_by_five_amounts_per_all_class_figure():
     cfg = full_config()
     for fig in ("fig2-1", "fig3-2", "fig3-7", "fig3-8", "fig3-11", "fig4-4", "fig4-5"):
@@ -50,7 +61,8 @@ def test_series_override_the_figure_grid():
                                                         ("GAN (tau 0.2)", "n300")}
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml", "config/shared_subsets.yaml"])
+@pytest.mark.parametrize("path", ["config.yaml", "config/demo.yaml", "config/shared_subsets.yaml",
+                                  "config/leaderboard.yaml"])
 def test_every_figure_is_filed_under_the_chapter_it_mirrors(path):
     for name, spec in load_config(path)["figures"].items():
         if name.startswith("seed"):

@@ -101,7 +101,7 @@ def test_an_unreadable_config_yaml_is_named_with_its_line(tmp_path, raw, message
 
 
 def test_the_demo_and_full_configs_load_strictly_as_yaml_reads_them():
-    for path in ("config.yaml", "config/demo.yaml", "config/shared_subsets.yaml"):
+    for path in ("config.yaml", "config/demo.yaml", "config/shared_subsets.yaml", "config/leaderboard.yaml"):
         assert load_yaml(ROOT / path) == yaml.safe_load((ROOT / path).read_text())
 
 

@@ -301,6 +301,8 @@ def test_strip_entropy_of_a_constant_prediction_is_zero_and_its_rates_follow_the
     rates = strip_rates(clean_fit, clean_held, np.r_[np.full(90, 0.2), np.full(10, 3.0)], 0.01)
     assert abs(rates["strip_threshold"] - (2.0 - 2.326 * 0.1)) < 0.01     # the 1% quantile of N(2, 0.1)
     assert abs(rates["strip_frr"] - 0.01) < 0.003 and rates["strip_far"] == 0.1 and 0.85 < rates["strip_auroc"] < 0.95
+    assert (rates["strip_far_hits"], rates["strip_far_n"]) == (10, 100)     # the counts behind the rates
+    assert rates["strip_frr_hits"] / rates["strip_frr_n"] == rates["strip_frr"]
 
 
 @pytest.mark.slow

@@ -68,8 +68,12 @@ def strip_rates(clean_fit: np.ndarray, clean_held: np.ndarray, triggered: np.nda
     threshold = float(norm.ppf(frr, *norm.fit(clean_fit)))
     scores = -np.concatenate([clean_held, triggered])   # low entropy = triggered
     truth = np.r_[np.zeros(len(clean_held)), np.ones(len(triggered))]
-    return {"strip_threshold": threshold, "strip_frr": float((clean_held <= threshold).mean()),
-            "strip_far": float((triggered > threshold).mean()), "strip_auroc": float(roc_auc_score(truth, scores))}
+    rejected, accepted = clean_held <= threshold, triggered > threshold
+    return {"strip_threshold": threshold, "strip_frr": float(rejected.mean()), "strip_far": float(accepted.mean()),
+            "strip_auroc": float(roc_auc_score(truth, scores)),
+            # the inputs each rate was measured on (the scorecard's intervals)
+            "strip_frr_hits": int(rejected.sum()), "strip_frr_n": len(rejected),
+            "strip_far_hits": int(accepted.sum()), "strip_far_n": len(accepted)}
 
 
 def assess(model: torch.nn.Module, config: Config, x_test: np.ndarray, x_triggered: np.ndarray,
@@ -95,4 +99,5 @@ def fit(job: Job, config: Config) -> Trained:
 
 METHODS = [Defence(name="strip", summary="STRIP (Gao et al. 2019): test-time detection by superimposition entropy",
                    config=Config, fit=fit, assess=assess, needs_base=True,
-                   measures=("strip_threshold", "strip_frr", "strip_far", "strip_auroc"))]
+                   measures=("strip_threshold", "strip_frr", "strip_far", "strip_auroc", "strip_frr_hits", "strip_frr_n",
+                             "strip_far_hits", "strip_far_n"))]

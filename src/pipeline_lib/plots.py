@@ -165,13 +165,17 @@ def defence_summary(means: pd.DataFrame) -> pd.DataFrame:
 
 def defence_heatmap(df: pd.DataFrame, metric: str | list[str], defences: list[str], title: str,
                     path: str | Path, table: str | Path) -> None:
-    """Attack (series) x defence heatmaps, a panel per metric, and the same means as a markdown table;
-    defences as columns in the given order."""
+    """Attack (series) x defence heatmaps, a panel per metric (two panels a row), and the same means as a markdown
+    table; defences as columns in the given order."""
     metrics = _as_list(metric)
     means = defence_means(df, defences)
-    fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(
-        len(metrics) * (1.3 * len(defences) + 2.6), 0.5 * means["series"].nunique() + 2))
-    for ax, m in zip(axes[0], metrics):
+    cols = min(len(metrics), 2)
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(
+        cols * (1.3 * len(defences) + 2.6), rows * (0.5 * means["series"].nunique() + 2)))
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, metrics):
         grid = 100 * means.pivot(index="series", columns="defence", values=m)
         seaborn().heatmap(grid, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False,
                           annot_kws={"size": 9})

@@ -125,7 +125,7 @@ def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, m
     ds = load_source("digits", "unused")
     save_prepared(tmp_path / "d.npz", dataclasses.replace(ds, x_train=ds.x_train[:200], y_train=ds.y_train[:200]))
     for t in (0, 1):
-        write_poison_set(str(tmp_path / "d.npz"), str(tmp_path / f"p{t}.npz"), {"method": "badnets"},
+        write_poison_set(str(tmp_path / "d.npz"), str(tmp_path / f"p{t}.npz"), {"method": "badnets", "trigger": "gu"},
                          {"pattern": "bottom_right"}, t, "n5", 0)
     seen = []
     stacked, plain = victims.train_stacked, training.train

@@ -269,10 +269,10 @@ VERDICT_COLOURS = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "ta
 
 
 def scorecard_figure(card: pd.DataFrame, title: str, path: str | Path) -> None:
-    """One row per claim, grouped by seed: the criterion as a grey band, the judged statistic (the measure, the
+    """One row per claim, grouped by seed (or paper): the criterion as a grey band, the judged statistic (the measure, the
     difference of an ordering, the share of classes of a count, the smallest step of a trend) with its 95%
     interval, coloured by verdict."""
-    card = card.assign(seed_doc=card["source"].str.split().str[0].fillna(""))
+    card = card.assign(seed_doc=card["source"].str.split().str[0].str.rstrip(",;:").fillna(""))
     order = list(dict.fromkeys(card["seed_doc"]))
     card = card.sort_values("seed_doc", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
     scale = card["levels"].fillna(1).to_numpy(float)
@@ -292,7 +292,8 @@ def scorecard_figure(card: pd.DataFrame, title: str, path: str | Path) -> None:
         top = y[card.index[card["seed_doc"] == doc][0]] + 0.5
         if i:
             ax.axhline(top, color="0.5", lw=0.8)
-        ax.text(lo + 0.01, top - 0.1, f"seed {doc}", fontsize=7, color="0.35", va="top")
+        label = f"seed {doc}" if doc[:3].isdigit() else doc   # a seed's number, else a paper's first author
+        ax.text(lo + 0.01, top - 0.1, label, fontsize=7, color="0.35", va="top")
     ax.set_xlim(lo, hi)
     ax.axvline(0, color="0.6", lw=0.6)
     ax.set_xlabel("judged statistic (grey: where the claim holds; counts as a share of the classes)", fontsize=8)

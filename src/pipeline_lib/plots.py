@@ -269,9 +269,9 @@ VERDICT_COLOURS = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "ta
 
 
 def scorecard_figure(card: pd.DataFrame, title: str, path: str | Path) -> None:
-    """One row per claim, grouped by seed (or paper): the criterion as a grey band, the judged statistic (the measure, the
-    difference of an ordering, the share of classes of a count, the smallest step of a trend) with its 95%
-    interval, coloured by verdict."""
+    """One row per claim, grouped by seed (or paper): the criterion as a grey band, the judged statistic (the
+    measure, the difference of an ordering, the share of classes of a count, the smallest step of a trend) with its
+    95% interval, coloured by verdict."""
     card = card.assign(seed_doc=card["source"].str.split().str[0].str.rstrip(",;:").fillna(""))
     order = list(dict.fromkeys(card["seed_doc"]))
     card = card.sort_values("seed_doc", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)

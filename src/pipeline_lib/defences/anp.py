@@ -7,8 +7,9 @@ mask ends at or below the threshold have their batch-norm scale zeroed in the un
 As the authors' optimize_mask_cifar.py: the model in training mode (batch statistics), the perturbation drawn
 uniform in [-eps, eps] then one signed gradient-ascent step of size eps (as theirs, not clipped back to [-eps, eps]
 after the step), the masks by SGD (momentum 0.9) on alpha x the masked loss + (1 - alpha) x the perturbed loss,
-clipped to [0, 1]; batches of 128 drawn with replacement; the recipe's augmentation. The authors sweep thresholds and report each;
-the paper's 0.2 is the default here (BackdoorBench picks its threshold on the test set, which a defender lacks)."""
+clipped to [0, 1]; batches of 128 drawn with replacement; the recipe's augmentation. The authors sweep
+thresholds and report each; the paper's 0.2 is the default here (BackdoorBench picks its threshold on the test set,
+which a defender lacks)."""
 from __future__ import annotations
 
 import time

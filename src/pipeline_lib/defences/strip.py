@@ -99,5 +99,5 @@ def fit(job: Job, config: Config) -> Trained:
 
 METHODS = [Defence(name="strip", summary="STRIP (Gao et al. 2019): test-time detection by superimposition entropy",
                    config=Config, fit=fit, assess=assess, needs_base=True,
-                   measures=("strip_threshold", "strip_frr", "strip_far", "strip_auroc", "strip_frr_hits", "strip_frr_n",
-                             "strip_far_hits", "strip_far_n"))]
+                   measures=("strip_threshold", "strip_frr", "strip_far", "strip_auroc", "strip_frr_hits",
+                             "strip_frr_n", "strip_far_hits", "strip_far_n"))]

@@ -255,23 +255,23 @@ def test_gpu_locks_refuse_a_shared_folder_and_never_follow_links(tmp_path):
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
     with pytest.raises(devices.LockError, match="mode 777; it must be yours and closed to others"):
-        with devices.lease_gpu(1, shared):
+        with devices.lease_gpu(["GPU-a"], shared):
             pass
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     victim = tmp_path / "precious.txt"
     victim.write_text("keep me")
-    (private / "gpu0.lock").symlink_to(victim)
-    with pytest.raises(devices.LockError, match="gpu0.lock: cannot open the GPU lock"):
-        with devices.lease_gpu(1, private):
+    (private / "gpu-GPU-a.0.lock").symlink_to(victim)
+    with pytest.raises(devices.LockError, match="gpu-GPU-a.0.lock: cannot open the GPU lock"):
+        with devices.lease_gpu(["GPU-a"], private):
             pass
     assert victim.read_text() == "keep me"
 
 
 def test_a_held_gpu_lock_times_out_naming_its_holder(tmp_path):
-    with devices.lease_gpu(1, tmp_path):
-        with pytest.raises(devices.LockError, match=f"gpu0: pid {os.getpid()} on "):
-            with devices.lease_gpu(1, tmp_path, poll_seconds=0.01, timeout=0.05):
+    with devices.lease_gpu(["GPU-a"], tmp_path):
+        with pytest.raises(devices.LockError, match=f"gpu-GPU-a.0.lock: pid {os.getpid()} on "):
+            with devices.lease_gpu(["GPU-a"], tmp_path, poll_seconds=0.01, timeout=0.05):
                 pass
 
 

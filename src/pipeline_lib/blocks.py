@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# False inside `prevalidated()`
+_SCHEMA_CHECK: ContextVar[bool] = ContextVar("schema_check", default=True)
 
 _JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
@@ -65,13 +70,31 @@ class BlockError(ValueError):
         self.key, self.message = key, message
 
 
+@contextmanager
+def prevalidated() -> Iterator[None]:
+    """Within the block, config blocks are built without their JSON schema check (their own __post_init__ still
+    runs): for blocks validated before they travelled to a machine without jsonschema (the GPU check's bundle)."""
+    token = _SCHEMA_CHECK.set(False)
+    try:
+        yield
+    finally:
+        _SCHEMA_CHECK.reset(token)
+
+
+def schema_errors(schema: dict[str, Any], block: dict[str, Any]) -> list[Any]:
+    """jsonschema's errors of a block, by path (none inside `prevalidated()`)."""
+    if not _SCHEMA_CHECK.get():
+        return []
+    from jsonschema import Draft202012Validator
+
+    return sorted(Draft202012Validator(schema).iter_errors(block), key=lambda e: list(e.absolute_path))
+
+
 def from_block(cls: type[T], block: dict[str, Any], what: str) -> T:
     """An instance of the dataclass `cls` from a config block, checked against its JSON schema (unknown and
     missing keys, types and bounds refused by name) and its own __post_init__; YAML lists become tuples."""
-    from jsonschema import Draft202012Validator
-
     schema = json_schema(cls)
-    for err in sorted(Draft202012Validator(schema).iter_errors(block), key=lambda e: list(e.absolute_path)):
+    for err in schema_errors(schema, block):
         if err.validator == "additionalProperties":
             names = ", ".join(schema["properties"]) or "none"
             for extra in sorted(set(block) - set(schema["properties"])):

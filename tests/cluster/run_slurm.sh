@@ -63,7 +63,8 @@ NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 # two stand-in GPUs (character devices like /dev/null): jobs request --gpus=1 exactly as on a GPU cluster and
-# SLURM sets their CUDA_VISIBLE_DEVICES; torch finds no CUDA and the jobs run on the CPU
+# SLURM sets their CUDA_VISIBLE_DEVICES; torch finds no CUDA, so a job given a GPU would fail, and
+# PIPELINE_GPU_FALLBACK=cpu (exported to the jobs by sbatch) lets it say so and run on the CPU
 mkdir -p "$STATE/dev"
 for i in 0 1; do mknod "$STATE/dev/gpu$i" c 1 3; done
 echo "NodeName=$HOST Name=gpu File=$STATE/dev/gpu[0-1]" > "$CONF_DIR/gres.conf"
@@ -82,9 +83,11 @@ run_workflow() {  # $1: work directory, then snakemake options
     local dir=$1; shift
     "$SNAKEMAKE" "$TARGET" -s "$ROOT/Snakefile" --configfile "$ROOT/config/demo.yaml" --directory "$dir" "$@"
 }
-run_workflow "$WORK/slurm" --profile "$ROOT/profiles/slurm" --slurm-no-account --slurm-status-command squeue \
+PIPELINE_GPU_FALLBACK=cpu run_workflow "$WORK/slurm" --profile "$ROOT/profiles/slurm" --slurm-no-account --slurm-status-command squeue \
     --slurm-logdir "$WORK/slurm/slurm-logs" --slurm-keep-successful-logs --slurm-init-seconds-before-status-checks 5
 run_workflow "$WORK/local" --cores 2 --resources gpu=2
+grep -rqs "trains on the CPU (PIPELINE_GPU_FALLBACK=cpu)" "$WORK/slurm/results/logs" ||
+    { echo "FAIL: no SLURM job said it fell back to the CPU on its stand-in GPU"; exit 1; }
 
 "$ROOT/.venv/bin/python" "$ROOT/tests/cluster/compare_runs.py" "$WORK/local" "$WORK/slurm"
 echo "PASS: $TARGET built through SLURM equals the local run ($WORK)"

@@ -58,6 +58,12 @@ def max_weight_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
 
 
+def float_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    """The l2 norm of the difference of two models' floating-point tensors, in float64."""
+    flat = [torch.cat([t.double().flatten() for t in m.state_dict().values() if t.is_floating_point()]) for m in (a, b)]
+    return float((flat[0] - flat[1]).norm())
+
+
 @pytest.mark.parametrize("recipe, pgd", [
     (DIGITS_CNN, None),
     (Recipe(model="small_cnn", model_options={"width": 16}, epochs=0.2, batch_size=64, lr=0.05, augment=True,
@@ -95,9 +101,12 @@ def test_the_seed_resnets_stack_to_their_solo_weights(noise, name, options):
             poison("badnets", x, y, 5, Amount(count=40), TRIGGER, 1)]
     recipe = Recipe(model=name, model_options=options, epochs=2.5 / (len(y) // 32), batch_size=32, lr=0.05)  # 3 steps
     solo = [train(*p.apply_to(x, y), 10, recipe, 0, CPU) for p in sets]
+    start = train(x, y, 10, Recipe(**{**recipe.__dict__, "epochs": 0}), 0, CPU)[0]  # every member's initialisation
     members, infos = train_stacked(x, y, sets, 10, recipe, 0, CPU)
     for (model, log), member, info in zip(solo, members, infos):
-        assert max_weight_gap(model, member) < 1e-5
+        # relative to the update, since kernels differ between CPUs of one kind: one measured a largest gap of 1.1e-4,
+        # another 1e-6, where the gap's norm is at most 2e-6 of the update's; a wrong member lands near 1
+        assert float_gap(model, member) <= 1e-3 * float_gap(model, start)
         assert info["steps"] == log["steps"] == 3 and info["cohort"]["size"] == 2
 
 

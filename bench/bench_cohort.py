@@ -56,12 +56,12 @@ def step_seconds(ds: Dataset, recipe: Recipe, size: int, steps: int, device: tor
     def run(n: int) -> float:
         short = Recipe(**{**recipe.__dict__, "epochs": (n - 0.5) / spe})
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)  # the leased GPU, not the default one
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the training's progress lines
             train_stacked(ds.x_train, ds.y_train, sets, ds.num_classes, short, 0, device)
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         return time.perf_counter() - t0
 
     run(2)  # warm-up: kernels, allocator, cuDNN autotuning
@@ -79,7 +79,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with devices.acquire() as device:
-        print(f"device: {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else
+        print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                       f" ({args.threads} threads)"))
         for label, source, file, name in (c for c in CASES if args.case in c[0]):
             if source.startswith("npz:") and not Path(source[4:]).is_file():

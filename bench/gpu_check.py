@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,12 +214,13 @@ def keys_of(kind: str, block: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(plugins.settings(kind, block)[1])))
 
 
-def config_facts(path: Path) -> dict[str, Any]:
-    """What the check reads from a config: its recipes, defences and GANs, the DP-SGD setting to time (the first
-    dp_sgd defence, a recipe of its victims, its pretrained model's spec) and every training job."""
+def config_facts(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the check reads from a config (its top-level keys replaced by `overrides`): its recipes, defences and
+    GANs, the DP-SGD setting to time (the first dp_sgd defence, a recipe of its victims, its pretrained model's spec)
+    and every training job."""
     from pipeline_lib.config import classes_of, source_info
 
-    cfg, notes = load_config(path), []
+    cfg, notes = load_config(path) | (overrides or {}), []
     # every defence block with its method's defaults and whether its members stack (the catalogue's traits)
     defences = {name: {"method": d["method"], **keys_of("defence", d),
                        "stacks": plugins.method("defence", d["method"]).stacks} for name, d in cfg["defences"].items()}
@@ -537,13 +539,64 @@ def measured(rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
     return ok
 
 
-class Rates:
-    """Seconds of each kind of training work, from parts (a)-(c) and, for the models they do not cover, from a few
-    steps timed here (or, where a model cannot be built here, its FLOPs from the bundle against the thesis ResNet's)."""
+class JobCosts(ABC):
+    """Device seconds of every kind of training job of a config, from a few rates that subclasses give: a solo
+    step per image, a stacked cohort's step, a WGAN-GP generator update, a DP-SGD lot."""
+
+    def __init__(self, facts: dict[str, Any]) -> None:
+        self.facts, self.recipes = facts, facts["recipes"]
+
+    @abstractmethod
+    def per_image(self, name: str, shape: list[int], num_classes: int) -> tuple[float, str]:
+        """Seconds per training image of a recipe trained alone, and what they rest on."""
+
+    @abstractmethod
+    def cohort_step(self, name: str, recipe: Recipe, shape: list[int], num_classes: int,
+                    members: int) -> tuple[float, str]:
+        """Seconds per step of a stacked cohort of a recipe, and what they rest on."""
+
+    @abstractmethod
+    def gan_step(self, name: str, shape: list[int]) -> float:
+        """Seconds per WGAN-GP generator update with its critic updates."""
+
+    @abstractmethod
+    def dp_step(self, private: bool) -> float:
+        """Seconds per lot of the configured DP-SGD (or, not private, its frozen-SGD baseline)."""
+
+    def job_seconds(self, job: dict[str, Any]) -> tuple[float, str]:
+        """Device seconds of one training job and what they rest on."""
+        if job["kind"] == "gan":
+            return self.facts["gans"][job["gan"]]["steps"] * self.gan_step(job["gan"], job["shape"]), "WGAN-GP updates"
+        recipe = Recipe.from_config(self.recipes[job["recipe"]])
+        per_image, basis = self.per_image(job["recipe"], job["shape"], job["num_classes"])
+        whole = recipe.epochs * job["images"] * per_image
+        if job["kind"] == "surrogate":
+            return whole * (1 + job["pgd_steps"]), f"{basis}; solo, scaled"
+        if job["kind"] == "input_aware":
+            return whole, f"{basis}; classifier only (lower bound)"
+        spec = self.facts["defences"].get(job["defence"], {"method": "none", "stacks": True})
+        m, method = job["victims"], spec["method"]
+        if method in ("dp_sgd", "frozen_sgd"):
+            return m * spec["steps"] * self.dp_step(method == "dp_sgd"), "DP-SGD lots"
+        if method == "abl":
+            epochs = spec["isolation_epochs"] + spec["finetuning_epochs"] + spec["unlearning_epochs"] * spec[
+                "isolation_ratio"]
+            return m * epochs * job["images"] * per_image, f"{basis}; solo, scaled"
+        if spec["stacks"] and not recipe.trace_per_epoch:
+            pgd = 1 + spec.get("steps", 0) if method == "adv_training" else 1
+            steps = math.ceil(recipe.epochs * (job["images"] // recipe.batch_size))
+            step, basis = self.cohort_step(job["recipe"], recipe, job["shape"], job["num_classes"], m)
+            return pgd * steps * step, basis
+        return m * whole, f"{basis}; solo x members"  # traced recipes and the sanitisers' retraining: one after another
+
+
+class Rates(JobCosts):
+    """The rates measured: parts (a)-(c) and, for the models they do not cover, a few steps timed here (or, where a
+    model cannot be built here, its FLOPs from the bundle against the thesis ResNet's)."""
 
     def __init__(self, results: dict[str, Any], facts: dict[str, Any], check: Check) -> None:
-        self.results, self.facts, self.check = results, facts, check
-        self.recipes, self.sizes, self.device = facts["recipes"], check.sizes, check.device
+        super().__init__(facts)
+        self.results, self.check, self.sizes, self.device = results, check, check.sizes, check.device
         self.thesis_name = next(n for n, r in self.recipes.items() if r["model"] == "thesis_resnet")
         self.solo: dict[str, tuple[float, str]] = {}
         self.gan: dict[str, float] = {}
@@ -607,40 +660,27 @@ class Rates:
             self.gan[key] = max(runs[1] - runs[0], 0) / self.sizes.gan_steps
         return self.gan[key]
 
-    def job_seconds(self, job: dict[str, Any]) -> tuple[float, str]:
-        """Device seconds of one training job and what they rest on."""
-        if job["kind"] == "gan":
-            return self.facts["gans"][job["gan"]]["steps"] * self.gan_step(job["gan"], job["shape"]), "timed steps"
-        recipe = Recipe.from_config(self.recipes[job["recipe"]])
-        per_image, basis = self.per_image(job["recipe"], job["shape"], job["num_classes"])
-        whole = recipe.epochs * job["images"] * per_image
-        if job["kind"] == "surrogate":
-            return whole * (1 + job["pgd_steps"]), f"{basis}; solo, scaled"
-        if job["kind"] == "input_aware":
-            return whole, f"{basis}; classifier only (lower bound)"
-        spec = self.facts["defences"].get(job["defence"], {"method": "none", "stacks": True})
-        m, method = job["victims"], spec["method"]
-        if method in ("dp_sgd", "frozen_sgd"):
-            c = self.part("c")
-            return m * spec["steps"] * c["seconds_per_step" if method == "dp_sgd" else "frozen_sgd_seconds_per_step"], "(c)"
-        if method == "abl":
-            epochs = spec["isolation_epochs"] + spec["finetuning_epochs"] + spec["unlearning_epochs"] * spec[
-                "isolation_ratio"]
-            return m * epochs * job["images"] * per_image, f"{basis}; solo, scaled"
-        if spec["stacks"] and not recipe.trace_per_epoch:
-            pgd = 1 + spec.get("steps", 0) if method == "adv_training" else 1
-            if recipe.model == "thesis_resnet":
-                steps = math.ceil(recipe.epochs * (job["images"] // recipe.batch_size))
-                scale = recipe.batch_size / self.thesis().batch_size
-                return pgd * steps * self.stacked_step(m) * scale, "(a) stacked"
-            return pgd * m * whole, f"{basis}; solo x members"
-        return m * whole, f"{basis}; solo x members"  # traced recipes and the sanitisers' retraining: one after another
+    def cohort_step(self, name: str, recipe: Recipe, shape: list[int], num_classes: int,
+                    members: int) -> tuple[float, str]:
+        """(a)'s stacked steps for the thesis ResNet (at its batch), else members times a solo step."""
+        if recipe.model == "thesis_resnet":
+            return self.stacked_step(members) * recipe.batch_size / self.thesis().batch_size, "(a) stacked"
+        per_image, basis = self.per_image(name, shape, num_classes)
+        return members * per_image * recipe.batch_size, f"{basis}; solo x members"
+
+    def dp_step(self, private: bool) -> float:
+        """(c)'s lots."""
+        return self.part("c")["seconds_per_step" if private else "frozen_sgd_seconds_per_step"]
 
 
 def part_e(results: dict[str, Any], facts: dict[str, Any], check: Check, share: Share) -> dict[str, Any]:
-    """Projected device-hours of every training job of the config, grouped by kind, recipe and defence; a group
-    that cannot be projected is an error row, and the total then covers the others only."""
-    rates = Rates(results, facts, check)
+    """Projected device-hours of every training job of the config from the rates measured."""
+    return project(Rates(results, facts, check), facts, share)
+
+
+def project(rates: JobCosts, facts: dict[str, Any], share: Share) -> dict[str, Any]:
+    """Device-hours of every training job of the config, grouped by kind, recipe and defence; a group that cannot
+    be projected is an error row, and the total then covers the others only."""
     groups: dict[str, dict[str, Any]] = {}
     for job in facts["jobs"]:
         key = " ".join(str(job[k]) for k in ("kind", "recipe", "defence", "gan") if k in job)

@@ -71,7 +71,7 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                     triggered_sets[key] = load_trigger(trigger).apply(ds.x_test)
                 test_triggered = triggered_sets[key]
             else:
-                test_triggered = load_trigger(trigger, net).apply(ds.x_test)
+                test_triggered = load_trigger(trigger, net, device).apply(ds.x_test)
             model, log = models.load_model(model_path), load_json(log_path)
             clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
             target, poison = int(describe["target"]), log["poison"]

@@ -139,11 +139,11 @@ def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[
         model, g, m, info = train_input_aware(ds.x_train, ds.y_train, ds.num_classes, target,
                                               Recipe.from_config(recipe), DynamicRecipe.from_config(spec),
                                               seed, device)
-        trigger = DynamicTrigger(g, m)
+        trigger = DynamicTrigger(g, m).to(device)   # the test images triggered on the job's device
         clean = predict(model, ds.x_test, device)
         triggered = predict(model, trigger.apply(ds.x_test), device)
         cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
-    trigger.save(trigger_out)
+    trigger.to(torch.device("cpu")).save(trigger_out)   # CPU tensors: the file's bytes do not name the device
     models.save_weights(model_out, info["arch"], model)
     others = ds.y_test != target
     save_json(metrics_out, {"clean_accuracy": float((clean == ds.y_test).mean()),

@@ -42,13 +42,15 @@ class PoisonSet:
         return poisoned
 
 
-def load_trigger(spec: dict[str, Any], network: str | None = None) -> Applies:
-    """An attack's trigger: the trained generator and mask of an input-aware attack, else a fixed pattern."""
+def load_trigger(spec: dict[str, Any], network: str | None = None, device: Any = None) -> Applies:
+    """An attack's trigger: the trained generator and mask of an input-aware attack (applied on `device`, by default
+    the CPU), else a fixed pattern."""
     if network is None:
         return make_trigger(**spec)
     from .trigger_nets import DynamicTrigger  # torch, only for trained triggers
 
-    return DynamicTrigger.load(network)
+    trigger = DynamicTrigger.load(network)
+    return trigger.to(device) if device is not None else trigger
 
 
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,

@@ -81,13 +81,25 @@ def noised_mean(total: list[torch.Tensor], microbatches: int, std: float, gen: t
     return [(t + torch.randn(t.shape, generator=gen, device=t.device) * std) / microbatches for t in total]
 
 
-def lots(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless fixed-size lots from a reshuffled training set (the last partial lot of each pass dropped)."""
-    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(data, batch_size=size, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(seed))
+def lots(n: int, size: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Endless fixed-size lots of indices into a training set of n, reshuffled each pass (its last partial lot
+    dropped), on `device`: the lots torch's DataLoader(shuffle=True, drop_last=True) seeded with `seed` draws, each
+    pass's order copied to the device once."""
+    gen = torch.Generator().manual_seed(seed)
     while True:
-        yield from loader
+        # the loader's draws of a pass, in order: its workers' base seed, the order, and the permutation its sampler
+        # cuts the (empty) remainder from; all three drawn so that the lots stay those of runs made with the loader
+        torch.empty((), dtype=torch.int64).random_(generator=gen)
+        order = torch.randperm(n, generator=gen)
+        torch.randperm(n, generator=gen)
+        yield from order[:n // size * size].to(device).view(-1, size)
+
+
+def seconds(loop: Steps, device: torch.device) -> float:
+    """The loop's seconds so far once `device` has finished the work queued on it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return loop.seconds
 
 
 def _frozen_model(x: np.ndarray, recipe: Recipe, spec: dict[str, Any], seed: int, device: torch.device,
@@ -135,7 +147,7 @@ def _per_example_steps(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarr
                     loop.count()
                 if not loop.running:
                     break
-        log.append({"step": loop.done, "seconds": loop.seconds})
+        log.append({"step": loop.done, "seconds": seconds(loop, device)})
     return model._module, engine.accountant
 
 
@@ -149,6 +161,8 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
     clipping). Privacy is accounted by opacus's RDP accountant at sampling rate lot_size / n."""
     from opacus.accountants import RDPAccountant
 
+    if spec["lot_size"] > len(y):  # no lot could be drawn: the lots would never come
+        raise ValueError(f"key 'lot_size': {spec['lot_size']} is more than the {len(y)} training images")
     seed_everything(seed)
     model, arch, params = _frozen_model(x, recipe, spec, seed, device, pretrained, num_classes)
     opt = torch.optim.SGD(params, lr=spec["lr"], momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -159,7 +173,7 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
 
     def log_pass(done: int) -> None:
         if done % epoch == 0 or done == spec["steps"]:
-            log.append({"step": done, "seconds": loop.seconds})
+            log.append({"step": done, "seconds": seconds(loop, device)})
     if private and microbatches == lot:
         loop = Steps(spec["steps"], "DP-SGD", "lots")
         model, accountant = _per_example_steps(model, opt, x, y, recipe, spec, seed, device, gen, log, loop)
@@ -167,8 +181,9 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
         accountant = RDPAccountant()
         loop = Steps(spec["steps"], "DP-SGD" if private else "frozen SGD", "lots", after_step=log_pass)
         frozen_batch_norms(model)  # batch norms keep their pretrained statistics (thesis 7.10)
-        for xb, yb in loop.take(lots(x, y, lot, seed)):
-            xb, yb = to_float(xb.to(device)), yb.to(device)
+        xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        for idx in loop.take(lots(len(y), lot, seed, device)):
+            xb, yb = to_float(xs[idx]), ys[idx]
             xb = augment(xb, recipe, gen) if recipe.augment else xb
             if private:
                 # whole microbatches per forward pass, about `physical_batch` examples
@@ -189,5 +204,5 @@ def train_frozen(x: np.ndarray, y: np.ndarray, recipe: Recipe, spec: dict[str, A
     if private:
         info |= {"microbatches": microbatches, "noise_multiplier": noise, "max_grad_norm": spec["max_grad_norm"],
                  "delta": spec["delta"], "epsilon": accountant.get_epsilon(spec["delta"])}
-    return model.cpu(), {"arch": arch, "device": str(device), "seconds": loop.seconds, "epochs": log,
+    return model.cpu(), {"arch": arch, "device": str(device), "seconds": seconds(loop, device), "epochs": log,
                          "defence": info}

@@ -58,10 +58,22 @@ def apply_trigger(g: TriggerNet, m: TriggerNet, x: torch.Tensor, source: torch.T
 
 
 class DynamicTrigger:
-    """A trained generator and mask as a trigger: `apply` maps uint8 NHWC images to their triggered versions."""
+    """A trained generator and mask as a trigger: `apply` maps uint8 NHWC images to their triggered versions, on
+    the device the networks are on."""
 
     def __init__(self, g: TriggerNet, m: TriggerNet) -> None:
         self.g, self.m = g.eval(), m.eval()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks are, and the images are triggered."""
+        return next(self.g.parameters()).device
+
+    def to(self, device: torch.device) -> DynamicTrigger:
+        """Both networks moved to `device` (in place); returns the trigger."""
+        self.g.to(device)
+        self.m.to(device)
+        return self
 
     @torch.no_grad()
     def apply(self, images: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
@@ -71,7 +83,8 @@ class DynamicTrigger:
         sources = images if sources is None else np.ascontiguousarray(sources)
         if not len(images):
             return images.copy()
-        x = batched(lambda xb, src: apply_trigger(self.g, self.m, xb, source=to_float(src)), images, sources)
+        x = batched(lambda xb, src: apply_trigger(self.g, self.m, xb, source=to_float(src)), images, sources,
+                    device=self.device)
         x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).numpy()
 

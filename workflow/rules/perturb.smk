@@ -2,6 +2,8 @@
 # that read only the data and a surrogate do every class in one process; GAN interpolation, which reads a GAN and
 # latents per class, one class per job.
 
+from pipeline_lib.perturb import NETWORK_METHODS  # the methods that run a network, on a GPU where there is one
+
 
 rule perturb_classes:
     input:
@@ -17,7 +19,7 @@ rule perturb_classes:
         perturbation=perturbations_where(per_class=False),
     threads: config["train_threads"]
     resources:
-        gpu=1,
+        gpu=lambda w: int(config["perturbations"][w.perturbation]["method"] in NETWORK_METHODS),  # pixel space: none
     conda:
         "../envs/pipeline.yaml"
     log:

@@ -107,7 +107,7 @@ def optimise_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Config
     mask_opt = torch.optim.SGD(masked.masks, lr=c.lr, momentum=0.9)
     noise_opt = torch.optim.SGD(masked.noise, lr=max(c.eps, 1e-12))
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         idx = torch.randint(len(y), (c.batch_size,), generator=gen, device=y.device)
         xb, yb = augment(x[idx]), y[idx]
         robust = torch.zeros((), device=y.device)
@@ -127,10 +127,11 @@ def optimise_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: Config
         with torch.no_grad():
             for m in masked.masks:
                 m.clamp_(0, 1)
-        return float(loss.detach())
+        return loss.detach()
     loop = Steps(c.iterations, "ANP masks")
-    while loop.running:
-        loop.end_pass([float(np.mean([step() for _ in loop.take(range(PASS))]))])
+    while loop.running:   # a pass's losses stay on the device until it ends: one read a pass
+        losses = torch.stack([step() for _ in loop.take(range(PASS))]).tolist()
+        loop.end_pass([float(np.mean(losses))])
     return masked
 
 

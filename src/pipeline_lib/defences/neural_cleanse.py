@@ -81,7 +81,7 @@ def reverse_trigger(model: torch.nn.Module, x: torch.Tensor, label: int, c: Conf
     best: tuple[torch.Tensor, torch.Tensor, float] | None = None
     for _ in range(c.epochs):
         order = torch.randperm(len(x), generator=gen, device=x.device)
-        hits, seen = 0, 0
+        hits = torch.zeros((), dtype=torch.int64, device=x.device)   # summed on the device: one read per epoch
         for i in range(0, len(x), c.batch_size):
             xb = x[order[i:i + c.batch_size]]
             mask = torch.tanh(mask_t) / (2 - EPS) + 0.5
@@ -91,12 +91,11 @@ def reverse_trigger(model: torch.nn.Module, x: torch.Tensor, label: int, c: Conf
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            hits += int((out.argmax(1) == label).sum())
-            seen += len(xb)
+            hits += (out.argmax(1) == label).sum()
         with torch.no_grad():
             mask = torch.tanh(mask_t) / (2 - EPS) + 0.5
             pattern = torch.tanh(pattern_t) / (2 - EPS) + 0.5
-        reached = hits / seen >= c.success
+        reached = int(hits) / len(x) >= c.success
         if reached and (best is None or float(mask.sum()) < best[2]):
             best = (mask.clone(), pattern.clone(), float(mask.sum()))
         if cost == 0 and reached:                 # the authors' schedule, counter for counter

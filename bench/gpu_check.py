@@ -90,7 +90,8 @@ FULL = Sizes(cohorts=(1, 16, 64), variant_size=16, steps=20, equivalence_epochs=
              shares={"a": 170, "b": 100, "c": 30, "e": 40, "d": 90})
 SMOKE = Sizes(cohorts=(1, 2), variant_size=2, steps=2, equivalence_epochs=0.5, dp_steps=1, dp_lot=64,
               gan_steps=1, max_batch=32, timing_shape=(8, 8, 1),
-              model_options={"thesis_resnet": {"units": 1}, "airbench": {"width": 16}}, shares={p: math.inf for p in "abced"})
+              model_options={"thesis_resnet": {"units": 1}, "airbench": {"width": 16}},
+              shares={p: math.inf for p in "abced"})
 
 
 class Skipped(RuntimeError):
@@ -239,7 +240,8 @@ def config_facts(path: Path, overrides: dict[str, Any] | None = None) -> dict[st
     arch = {"name": block["model"], "in_channels": 3, "num_classes": classes_of(cfg, public["dataset"]),
             **block.get("model_options", {})}
     recipe = next(j["recipe"] for j in jobs if j.get("defence") == name)
-    return {"config": path.name, "recipes": cfg["recipes"], "defences": defences, "gans": cfg["gans"],
+    return {"config": path.name, "gpu": cfg["gpu"], "recipes": cfg["recipes"], "defences": defences,
+            "gans": cfg["gans"],
             "dp": {"defence": name, "spec": spec, "recipe": recipe, "pretrained_arch": arch}, "jobs": jobs,
             "flops": flops, "notes": notes}
 
@@ -271,7 +273,8 @@ def write_bundle(config: Path, data: Path | None, folder: Path = BUNDLE) -> None
     if source.is_file():
         shutil.copyfile(source, folder / SUBSET_NAME)
     (x_train, y_train), (x_test, y_test) = (random_images([16, 16, 3], 256, 10, seed) for seed in (0, 1))
-    save_prepared(folder / SMOKE_NAME, Dataset(x_train, y_train, x_test, y_test, tuple(f"class {k}" for k in range(10))))
+    classes = tuple(f"class {k}" for k in range(10))
+    save_prepared(folder / SMOKE_NAME, Dataset(x_train, y_train, x_test, y_test, classes))
     (folder / FACTS_NAME).write_text(json.dumps(config_facts(config), indent=1))
     subset = f"{SUBSET_NAME} (from {source}), " if source.is_file() else f"no {SUBSET_NAME} ({source} not found), "
     print(f"wrote {folder}: {subset}{SMOKE_NAME} and {FACTS_NAME} (from {config}); carry it: gpu_bundle")
@@ -366,12 +369,13 @@ def solo_timing(recipe: Recipe, x: np.ndarray, y: np.ndarray, num_classes: int, 
 
 
 class Check:
-    """One run's setting: sizes, device, whether the options act on the CPU, and the parts' shares."""
+    """One run's setting: its sizes, its device, and the GPU options measured there (on the CPU, applied there)."""
 
-    def __init__(self, sizes: Sizes, device: torch.device) -> None:
+    def __init__(self, sizes: Sizes, device: torch.device, configured: dict[str, bool]) -> None:
         self.sizes, self.device = sizes, device
-        self.variants = [dataclasses.replace(a, on_cpu=device.type == "cpu") for a in VARIANTS]
-        self.default = dataclasses.replace(Accel(), on_cpu=device.type == "cpu")  # the config's options
+        on_cpu = device.type == "cpu"
+        self.variants = [dataclasses.replace(a, on_cpu=on_cpu) for a in VARIANTS]
+        self.default = Accel(**configured, on_cpu=on_cpu)  # the config's `gpu` block
 
     def part_a(self, ds: Dataset, recipe: Recipe, share: Share) -> dict[str, Any]:
         """Thesis-ResNet cohorts: each size under the config's options, then each option at one size."""
@@ -389,7 +393,8 @@ class Check:
         def measure(accel: Accel) -> dict[str, Any]:
             run = solo_timing(recipe, ds.x_train, ds.y_train, ds.num_classes, self.device, accel)
             accuracy = float(np.mean(predict(run.pop("model"), ds.x_test, self.device) == ds.y_test))
-            return run | {"test_accuracy": accuracy, "seconds_per_victim_full_cifar10": full_steps * run["seconds_per_step"]}
+            return run | {"test_accuracy": accuracy,
+                          "seconds_per_victim_full_cifar10": full_steps * run["seconds_per_step"]}
         return {"recipe": dataclasses.asdict(recipe), "images": len(ds.y_train),
                 "runs": [guarded(share, lambda a=a: measure(a), accel=a.label) for a in self.variants]}
 
@@ -404,7 +409,8 @@ class Check:
         arch = dp["pretrained_arch"] | {"in_channels": int(ds.x_train.shape[-1])}
         share.check()
         dp_step, sgd_step = (frozen_step_seconds(ds.x_train, ds.y_train, ds.num_classes, recipe, spec, arch,
-                                                 self.sizes.dp_steps, self.device, private) for private in (True, False))
+                                                 self.sizes.dp_steps, self.device, private)
+                             for private in (True, False))
         return {"defence": dp["defence"], "recipe": dp["recipe"], "lot_size": spec["lot_size"],
                 "microbatches": spec["microbatches"], "physical_batch": spec["physical_batch"],
                 "seconds_per_step": dp_step, "steps_per_second": 1 / dp_step, "frozen_sgd_seconds_per_step": sgd_step,
@@ -774,11 +780,11 @@ def main() -> None:
         return write_bundle(args.config, args.data, args.bundle_dir)
     sizes = SMOKE if args.smoke else FULL
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    check = Check(sizes, device)
+    facts = load_facts(args.bundle_dir)
+    check = Check(sizes, device, facts["gpu"])
     out = Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"gpu_check: {name}, torch {torch.__version__}, {'smoke' if args.smoke else 'full'} sizes", flush=True)
-    facts = load_facts(args.bundle_dir)
     results: dict[str, Any] = {}
     cache: dict[str, Any] = {}
 

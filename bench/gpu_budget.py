@@ -5,10 +5,13 @@ H200 step, as configured and under the changes that shorten it, each assumption 
 
 A step costs the larger of its launches and its arithmetic, since the GPU works while the host issues the next
 operations: launches = the tensor operations one step of the real training loop dispatches (counted here on the CPU
-by a TorchDispatchMode, as the difference between runs of 2 and 1 steps; each is at least one CUDA kernel) times
-the host's seconds per operation; arithmetic = the step's FLOPs (torch's FLOP counter, the same difference) over
-the H200's bf16 rate times a utilisation. A stacked cohort dispatches about one member's operations (grouped
-convolutions, batched heads) on M times the FLOPs, so cohorts amortise the launches that bound small models.
+by a TorchDispatchMode, as the difference between runs of 2 and 1 steps; views, which launch nothing, left out, and
+SGD counted as CUDA runs it, one multi-tensor call for all parameters) times the host's seconds per operation;
+arithmetic = the step's FLOPs (torch's FLOP formulas, the same difference) over the H200's bf16 rate times a
+utilisation. Under CUDA graphs only the model's forward and backward are replayed (`Accel.forward` compiles the
+model): its operations cost a replayed kernel each, the rest of the step (batch gathers, augmentation, loss,
+optimiser) stays eager. A stacked cohort dispatches about one member's operations (grouped convolutions, batched
+heads) on M times the FLOPs, so cohorts amortise the launches that bound small models.
 Every job kind is costed as bench/gpu_check.py's part (e) costs it from measured rates (`JobCosts`); a GPU run of
 that check replaces these assumptions with measurements.
 """
@@ -22,12 +25,13 @@ import math
 import sys
 import tempfile
 from collections.abc import Callable
+from unittest import mock
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check  # noqa: E402
@@ -36,7 +40,7 @@ from gpu_check import GOAL_GPU_HOURS, JobCosts, Share, badnets_sets, project, ra
 from pipeline_lib import models, privacy  # noqa: E402
 from pipeline_lib.gan import GanRecipe, train_wgan_gp  # noqa: E402
 from pipeline_lib.models import to_float  # noqa: E402
-from pipeline_lib.stacking import train_stacked  # noqa: E402
+from pipeline_lib.stacking import StackedClassifier, train_stacked  # noqa: E402
 from pipeline_lib.train import Recipe, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,32 +57,48 @@ class H200:
     graph_launch: float = 1e-6   # seconds per kernel replayed from a CUDA graph (unmeasured)
     graphs: bool = False         # steps replayed from CUDA graphs (compile's reduce-overhead mode)
 
-    def step(self, ops: float, flops: float) -> float:
-        """Seconds of one step of `ops` operations and `flops` FLOPs."""
-        return max(ops * (self.graph_launch if self.graphs else self.launch),
-                   flops / (self.bf16_flops * self.utilisation))
+    def step(self, ops: float, flops: float, model_ops: float = 0) -> float:
+        """Seconds of one step of `ops` operations (`model_ops` of them the model's forward and backward, replayed
+        under CUDA graphs) and `flops` FLOPs."""
+        replayed = model_ops * (self.graph_launch if self.graphs else self.launch)
+        return max((ops - model_ops) * self.launch + replayed, flops / (self.bf16_flops * self.utilisation))
 
 
 class Counter(TorchDispatchMode):
-    """Counts the tensor operations dispatched inside it."""
+    """Counts the tensor operations dispatched inside it that launch work (views launch none) and their FLOPs, by
+    torch's FLOP formulas (FlopCounterMode's own module tracking breaks WGAN-GP's gradient penalty)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops = 0
+        self.ops, self.flops = 0, 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        self.ops += 1
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        self.ops += not func.is_view
+        if func._overloadpacket in flop_registry:
+            self.flops += flop_registry[func._overloadpacket](*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+class ForeachSGD(torch.optim.SGD):
+    """SGD as it runs on CUDA by default: one multi-tensor ('foreach') call for all parameters."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, foreach=True)
+
+
+def counted(run: Callable[[], Any]) -> tuple[int, float]:
+    """Operations and FLOPs of one call, SGD as CUDA runs it."""
+    with contextlib.redirect_stdout(io.StringIO()), mock.patch.object(torch.optim, "SGD", ForeachSGD), \
+            Counter() as count:
+        run()
+    return count.ops, float(count.flops)
 
 
 def per_step(run: Callable[[int], Any]) -> tuple[int, float]:
     """Operations and FLOPs of one step of a loop: `run(2)` less `run(1)` (set-up cancels)."""
-    counts = []
-    for steps in (1, 2):
-        with contextlib.redirect_stdout(io.StringIO()), FlopCounterMode(display=False) as flops, Counter() as ops:
-            run(steps)
-        counts.append((ops.ops, flops.get_total_flops()))
-    return counts[1][0] - counts[0][0], float(counts[1][1] - counts[0][1])
+    (ops1, flops1), (ops2, flops2) = (counted(lambda: run(steps)) for steps in (1, 2))
+    return ops2 - ops1, flops2 - flops1
 
 
 def counting_recipe(recipe: Recipe, steps: int, images: int, batch: int) -> Recipe:
@@ -101,30 +121,40 @@ class Modelled(JobCosts):
             self.counts[key] = per_step(run)
         return self.counts[key]
 
-    def recipe_step(self, name: str, shape: list[int], num_classes: int, members: int) -> tuple[float, float, int]:
-        """(operations, FLOPs at the recipe's batch, batch) of one step of a recipe's cohort of `members`."""
+    def recipe_step(self, name: str, shape: list[int], num_classes: int,
+                    members: int) -> tuple[float, float, float, int]:
+        """(operations, the model's forward and backward operations among them, FLOPs at the recipe's batch, batch)
+        of one step of a recipe's cohort of `members`."""
         recipe = Recipe.from_config(self.recipes[name])
         x, y = random_images(shape, 4 * self.BATCH, num_classes)
+        arch = {"name": recipe.model, "in_channels": shape[-1], "num_classes": num_classes, **recipe.model_options}
 
         def run(steps: int) -> Any:
             short = counting_recipe(recipe, steps, len(y), self.BATCH)
             if members == 1:
                 return train(x, y, num_classes, short, 0, CPU)
             return train_stacked(x, y, badnets_sets(x, y, members, num_classes), num_classes, short, 0, CPU)
-        ops, flops = self.count(f"{name}:{shape}:{members}", run)
-        return ops, flops * recipe.batch_size / self.BATCH, recipe.batch_size
+
+        key = f"{name}:{shape}:{num_classes}:{members}"
+        ops, flops = self.count(key, run)
+        if f"{key} model" not in self.counts:  # the forward and backward alone, the model built outside the count
+            model = models.build(arch) if members == 1 else StackedClassifier([models.build(arch)] * members)
+            batch = to_float(torch.from_numpy(x[:self.BATCH]))
+            batch = batch if members == 1 else torch.stack([batch] * members, 1)
+            self.counts[f"{key} model"] = counted(lambda: model.train()(batch).sum().backward())
+        return ops, self.counts[f"{key} model"][0], flops * recipe.batch_size / self.BATCH, recipe.batch_size
 
     def per_image(self, name: str, shape: list[int], num_classes: int) -> tuple[float, str]:
         """A solo step, modelled, over its batch."""
-        ops, flops, batch = self.recipe_step(name, shape, num_classes, 1)
-        return self.gpu.step(ops, flops) / batch, "modelled"
+        ops, model_ops, flops, batch = self.recipe_step(name, shape, num_classes, 1)
+        return self.gpu.step(ops, flops, model_ops) / batch, "modelled"
 
     def cohort_step(self, name: str, recipe: Recipe, shape: list[int], num_classes: int,
                     members: int) -> tuple[float, str]:
         """A stacked step: the operations counted at 2 members (a cohort's do not grow with it), M times a
         member's FLOPs."""
-        ops, flops, _ = self.recipe_step(name, shape, num_classes, 2)
-        return self.gpu.step(ops, flops * members / 2), "modelled, stacked"
+        ops, model_ops, flops, _ = self.recipe_step(name, shape, num_classes, 2)
+        return self.gpu.step(ops, flops * members / 2, model_ops), "modelled, stacked"
 
     def gan_step(self, name: str, shape: list[int]) -> float:
         """A generator update with its critic updates, modelled."""
@@ -163,13 +193,13 @@ RANGE = {"pessimistic": {"utilisation": 0.15, "launch": 10e-6}, "optimistic": {"
 
 def stacking_ratio(modelled: Modelled, name: str, shape: list[int]) -> str:
     """Operations per victim-step of a stacked cohort of 16 against a solo victim's, counted on the CPU."""
-    solo = modelled.recipe_step(name, shape, 10, 1)[0]
+    solo, model_ops = modelled.recipe_step(name, shape, 10, 1)[:2]
     x, y = random_images(shape, 4 * Modelled.BATCH, 10)
     recipe, sets = Recipe.from_config(modelled.recipes[name]), badnets_sets(x, y, 16, 10)
-    stacked = modelled.count(f"{name}:{shape}:16", lambda steps: train_stacked(
+    stacked = modelled.count(f"{name}:{shape}:10:16", lambda steps: train_stacked(
         x, y, sets, 10, counting_recipe(recipe, steps, len(y), Modelled.BATCH), 0, CPU))[0]
-    return f"{name}: {solo} operations a solo step, {stacked} a stacked step of 16 ({16 * solo / stacked:.1f}x fewer " \
-           "per victim)"
+    return (f"{name}: {solo} operations a solo step ({model_ops} of them the model's forward and backward), {stacked} "
+            f"a stacked step of 16 ({16 * solo / stacked:.1f}x fewer per victim)")
 
 
 def main() -> None:
@@ -181,7 +211,8 @@ def main() -> None:
     gpu_check.accountant_stand_in()
     base = H200()
     print(f"H200 model: {', '.join(f'{k} {v:g}' for k, v in dataclasses.asdict(base).items() if k != 'graphs')}; "
-          f"a step costs max(operations x launch, FLOPs / (bf16 rate x utilisation))")
+          f"a step costs max(eager operations x launch + replayed ones x graph_launch, FLOPs / (bf16 rate x "
+          "utilisation))")
     counts: dict[str, tuple[int, float]] = {}
     totals = {}
     for label, overrides, settings in SCENARIOS:
@@ -198,11 +229,16 @@ def main() -> None:
         print(f"\n{label}: {len(cohorts)} cohorts of {sum(j['victims'] for j in cohorts)} victims, {steps:,} "
               f"cohort steps (before PGD's passes)")
         for key, g in sorted(result["groups"].items(), key=lambda kv: -kv[1]["hours"])[:6]:
-            print(f"  {key[:52]:<52} {g['hours']:6.2f} h  {g['jobs']:>3} jobs ({g.get('basis', g.get('error'))})")
+            if "error" not in g:
+                print(f"  {key[:52]:<52} {g['hours']:6.2f} h  {g['jobs']:>3} jobs ({g['basis']})")
         totals[label] = result["total_hours"]
-        print(f"  total {result['total_hours']:.2f} H200-hours (pessimistic {runs['pessimistic']['total_hours']:.2f}, "
-              f"optimistic {runs['optimistic']['total_hours']:.2f}); goal {GOAL_GPU_HOURS:g}: "
-              f"{'within' if result['within_goal'] else 'OVER'}")
+        for key, g in result["groups"].items():
+            if "error" in g:
+                print(f"  NOT COSTED {key}: {g['error']}")
+        print(f"  total {result['total_hours']:.2f} H200-hours{'' if result['complete'] else ' (INCOMPLETE)'} "
+              f"(pessimistic {runs['pessimistic']['total_hours']:.2f}, optimistic "
+              f"{runs['optimistic']['total_hours']:.2f}); goal {GOAL_GPU_HOURS:g}: "
+              f"{'within' if result['within_goal'] else 'OVER' if result['complete'] else 'unknown'}")
     print("\nmeasured on the CPU:")
     facts = gpu_check.config_facts(args.config)
     thesis = next(n for n, r in facts["recipes"].items() if r["model"] == "thesis_resnet")

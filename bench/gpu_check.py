@@ -378,12 +378,14 @@ class Check:
         self.default = Accel(**configured, on_cpu=on_cpu)  # the config's `gpu` block
 
     def part_a(self, ds: Dataset, recipe: Recipe, share: Share) -> dict[str, Any]:
-        """Thesis-ResNet cohorts: each size under the config's options, then each option at one size."""
+        """Thesis-ResNet cohorts: each option at one size (first: the compiled ones are what the budget turns on),
+        then each size under the config's options."""
         def row(size: int, accel: Accel) -> dict[str, Any]:
             return guarded(share, lambda: cohort_timing(ds, recipe, size, self.sizes.steps, self.device, accel),
                            size=size, accel=accel.label)
-        return {"recipe": dataclasses.asdict(recipe), "cohorts": [row(m, self.default) for m in self.sizes.cohorts],
-                "variants": [row(self.sizes.variant_size, a) for a in self.variants]}
+        variants = [row(self.sizes.variant_size, a) for a in self.variants]
+        return {"recipe": dataclasses.asdict(recipe), "variants": variants,
+                "cohorts": [row(m, self.default) for m in self.sizes.cohorts]}
 
     def part_b(self, ds: Dataset, recipe: Recipe, share: Share) -> dict[str, Any]:
         """The fast recipe, one victim under each option: seconds on this data, steady seconds per step, test
@@ -418,7 +420,8 @@ class Check:
 
     def part_d(self, ds: Dataset, recipe: Recipe, share: Share) -> dict[str, Any]:
         """Each option against fp32 on the device, from seed 0 (the same batches and augmentation draws, so the same
-        computation): a 2-member cohort's weights after its first steps in units of fp32's update, then each member's
+        computation), every option but bf16 together first: a 2-member cohort's weights after its first steps (4, so
+        that CUDA graphs replay; 1 under bf16) in units of fp32's update, then each member's
         test accuracy and the share of test images predicted alike after the epochs; fp32 repeated and another
         seed show the device's own nondeterminism and the scale of a different computation."""
         x, y = ds.x_train, ds.y_train
@@ -431,7 +434,7 @@ class Check:
                 return train_stacked(x, y, sets, ds.num_classes, dataclasses.replace(recipe, epochs=epochs), seed,
                                      self.device, accel=accel)[0]
 
-        fp32_runs: dict[float, list[models.Classifier]] = {}  # fp32's members after 0, 1 and 3 steps
+        fp32_runs: dict[float, list[models.Classifier]] = {}  # fp32's members after 0, 1 and 4 steps
 
         def fp32_after(epochs: float) -> list[models.Classifier]:
             if epochs not in fp32_runs:
@@ -439,7 +442,7 @@ class Check:
             return fp32_runs[epochs]
 
         def first_steps(accel: Accel) -> dict[str, Any]:
-            steps = 1 if accel.bf16 else 3
+            steps = 1 if accel.bf16 else 4  # 4: CUDA graphs are recorded after a warm-up call, then replayed
             epochs = (steps - 0.5) / steps_per_epoch
             gaps = [weight_gap(got, r, s) for got, r, s in zip(members(accel, epochs), fp32_after(epochs),
                                                                fp32_after(0))]
@@ -458,7 +461,9 @@ class Check:
         control = guarded(share, lambda: {"agreement": [float(np.mean(a == b)) for a, b in zip(reference, [
             predict(m, ds.x_test, self.device) for m in members(self.fp32, self.sizes.equivalence_epochs, seed=1)])]})
         repeat = guarded(share, lambda: first_steps(self.fp32), accel="fp32 again")
-        rows = [guarded(share, lambda a=a: first_steps(a) | epochs_apart(a), accel=a.label) for a in self.variants[1:]]
+        every_fp32 = dataclasses.replace(self.fp32, channels_last=True, compile=True, cuda_graphs=True)
+        rows = [guarded(share, lambda a=a: first_steps(a) | epochs_apart(a), accel=a.label)
+                for a in [every_fp32] + self.variants[1:]]
         for r in [repeat] + rows:
             r["ok"] = r.get("steps_ok", False) and r.get("epochs_ok", True)
         return {"epochs": self.sizes.equivalence_epochs, "bounds": STEP_BOUNDS,
@@ -638,7 +643,7 @@ class Rates(JobCosts):
             run = next((r for r in runs if r["accel"] == self.check.default.label), runs[0])
             return run["seconds_per_step"] / b["recipe"]["batch_size"], f"(b) {run['accel']}"
         timed = list(self.sizes.timing_shape or shape)
-        key = f"{recipe.model}:{timed}"
+        key = f"{name}:{timed}:{num_classes}"
         if key not in self.solo:
             x, y = random_images(timed, recipe.batch_size * self.sizes.steps, num_classes)
             try:
@@ -726,7 +731,7 @@ def table(results: dict[str, Any]) -> list[str]:
         if failed(part, "the part", figures):
             pass
         elif part == "a":
-            for r in figures["cohorts"] + figures["variants"]:
+            for r in figures["variants"] + figures["cohorts"]:
                 if not failed(part, f"cohort {r['size']} {r['accel']}", r):
                     mem = f", {r['memory_mib_per_member']:.0f} MiB/member" if r["memory_mib_per_member"] else ""
                     row(part, f"cohort {r['size']} {r['accel']}", f"{r['seconds_per_step'] * 1000:.1f} ms/step, "
@@ -752,15 +757,16 @@ def table(results: dict[str, Any]) -> list[str]:
                 row(part, "another seed's agreement", ", ".join(f"{100 * a:.1f}%"
                                                               for a in figures["seed_control"]["agreement"]))
         elif part == "e":
-            for key, g in sorted(figures["groups"].items(), key=lambda kv: -kv[1]["hours"])[:8]:
-                if not failed(part, key[:44], g):
-                    row(part, key[:44], f"{g['hours']:.2f} h, {g['jobs']} jobs ({g['basis']})")
+            costed = {k: g for k, g in figures["groups"].items() if "error" not in g}
+            for key, g in sorted(costed.items(), key=lambda kv: -kv[1]["hours"])[:8]:
+                row(part, key[:44], f"{g['hours']:.2f} h, {g['jobs']} jobs ({g['basis']})")
             for key, g in figures["groups"].items():
                 if "error" in g:
                     failed(part, key[:44], g)
             row(part, f"total of {figures['config']} ({sum(g['jobs'] for g in figures['groups'].values())} jobs)",
                 f"{figures['total_hours']:.2f} device-hours{'' if figures['complete'] else ' (INCOMPLETE)'}, goal "
-                f"{figures['goal_hours']:g}: {'within' if figures['within_goal'] else 'OVER or unknown'}")
+                f"{figures['goal_hours']:g}: "
+                f"{'within' if figures['within_goal'] else 'OVER' if figures['complete'] else 'unknown'}")
         if "seconds" in figures:
             row(part, "(part's wall time)", f"{figures['seconds']:.1f} s")
     return lines

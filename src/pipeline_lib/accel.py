@@ -63,10 +63,9 @@ class Accel:
 
 
 # What each option promises against fp32 from the same seed: the weights after the first steps (3 in the tests, 4 in
-# the GPU check, so that CUDA graphs are replayed; 1 under bf16) land
-# within this share of fp32's update (l2 norms). Channels-last and compilation keep fp32 arithmetic in other kernels:
-# 1e-4 on the CPU (measured at most 2e-6), 1e-2 on CUDA, where cuDNN's convolutions run in TF32 (10-bit mantissas)
-# in both runs and the option picks other kernels. bf16 rounds every product's operands to 8 bits and batch norms
+# the GPU check, so that CUDA graphs are replayed; 1 under bf16) land within this share of fp32's update (l2 norms).
+# Channels-last and compilation keep fp32 arithmetic in other kernels: 1e-4 on the CPU (measured at most 2e-6), 1e-2
+# on CUDA, where cuDNN's convolutions run in TF32 (10-bit mantissas) in both runs and the option picks other kernels. bf16 rounds every product's operands to 8 bits and batch norms
 # over a few channels amplify it: 0.5 (measured 0.02-0.18 on shallow models, 0.44 on the thesis ResNet-32 on noise,
 # close to the bound: provisional until a GPU measures it; a broken option lands near 1, fp32's whole update).
 # tests/test_accel.py and bench/gpu_check.py hold them to it.

@@ -194,10 +194,7 @@ RANGE = {"pessimistic": {"utilisation": 0.15, "launch": 10e-6}, "optimistic": {"
 def stacking_ratio(modelled: Modelled, name: str, shape: list[int]) -> str:
     """Operations per victim-step of a stacked cohort of 16 against a solo victim's, counted on the CPU."""
     solo, model_ops = modelled.recipe_step(name, shape, 10, 1)[:2]
-    x, y = random_images(shape, 4 * Modelled.BATCH, 10)
-    recipe, sets = Recipe.from_config(modelled.recipes[name]), badnets_sets(x, y, 16, 10)
-    stacked = modelled.count(f"{name}:{shape}:10:16", lambda steps: train_stacked(
-        x, y, sets, 10, counting_recipe(recipe, steps, len(y), Modelled.BATCH), 0, CPU))[0]
+    stacked = modelled.recipe_step(name, shape, 10, 16)[0]
     return (f"{name}: {solo} operations a solo step ({model_ops} of them the model's forward and backward), {stacked} "
             f"a stacked step of 16 ({16 * solo / stacked:.1f}x fewer per victim)")
 
@@ -214,18 +211,18 @@ def main() -> None:
           f"a step costs max(eager operations x launch + replayed ones x graph_launch, FLOPs / (bf16 rate x "
           "utilisation))")
     counts: dict[str, tuple[int, float]] = {}
-    totals = {}
+    totals, facts_as_configured = {}, None
     for label, overrides, settings in SCENARIOS:
         facts = gpu_check.config_facts(args.config, overrides)
-        steps = sum(math.ceil(Recipe.from_config(facts["recipes"][j["recipe"]]).epochs
-                              * (j["images"] // Recipe.from_config(facts["recipes"][j["recipe"]]).batch_size))
-                    for j in facts["jobs"] if j["kind"] == "cohort")
+        facts_as_configured = facts_as_configured or facts
+        cohorts = [j for j in facts["jobs"] if j["kind"] == "cohort"]
+        recipes = [Recipe.from_config(facts["recipes"][j["recipe"]]) for j in cohorts]
+        steps = sum(math.ceil(r.epochs * (j["images"] // r.batch_size)) for r, j in zip(recipes, cohorts))
         runs = {}
         for case, change in {"base": {}, **RANGE}.items():
             runs[case] = project(Modelled(facts, dataclasses.replace(base, **settings, **change), counts), facts,
                                  Share(math.inf))
         result = runs["base"]
-        cohorts = [j for j in facts["jobs"] if j["kind"] == "cohort"]
         print(f"\n{label}: {len(cohorts)} cohorts of {sum(j['victims'] for j in cohorts)} victims, {steps:,} "
               f"cohort steps (before PGD's passes)")
         for key, g in sorted(result["groups"].items(), key=lambda kv: -kv[1]["hours"])[:6]:
@@ -240,9 +237,8 @@ def main() -> None:
               f"{runs['optimistic']['total_hours']:.2f}); goal {GOAL_GPU_HOURS:g}: "
               f"{'within' if result['within_goal'] else 'OVER' if result['complete'] else 'unknown'}")
     print("\nmeasured on the CPU:")
-    facts = gpu_check.config_facts(args.config)
-    thesis = next(n for n, r in facts["recipes"].items() if r["model"] == "thesis_resnet")
-    print("  " + stacking_ratio(Modelled(facts, base, counts), thesis, [32, 32, 3]))
+    thesis = next(n for n, r in facts_as_configured["recipes"].items() if r["model"] == "thesis_resnet")
+    print("  " + stacking_ratio(Modelled(facts_as_configured, base, counts), thesis, [32, 32, 3]))
     first, best = totals[SCENARIOS[0][0]], totals[SCENARIOS[-1][0]]
     print(f"  the changes together: {first:.2f} -> {best:.2f} H200-hours ({first / best:.1f}x)")
 

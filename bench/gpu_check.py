@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline_lib import models, plugins, privacy  # noqa: E402
-from pipeline_lib.accel import STEP_BOUNDS, Accel  # noqa: E402
+from pipeline_lib.accel import STEP_BOUNDS, Accel, update_gap  # noqa: E402
 from pipeline_lib.blocks import prevalidated  # noqa: E402
 from pipeline_lib.data import Dataset, load_prepared, save_prepared  # noqa: E402
 from pipeline_lib.gan import GanRecipe, train_wgan_gp  # noqa: E402
@@ -444,7 +444,7 @@ class Check:
         def first_steps(accel: Accel) -> dict[str, Any]:
             steps = 1 if accel.bf16 else 4  # 4: CUDA graphs are recorded after a warm-up call, then replayed
             epochs = (steps - 0.5) / steps_per_epoch
-            gaps = [weight_gap(got, r, s) for got, r, s in zip(members(accel, epochs), fp32_after(epochs),
+            gaps = [update_gap(got, r, s) for got, r, s in zip(members(accel, epochs), fp32_after(epochs),
                                                                fp32_after(0))]
             bound = STEP_BOUNDS["bf16" if accel.bf16 else self.device.type]
             return {"steps": steps, "gap": max(gaps), "bound": bound, "steps_ok": max(gaps) <= bound}
@@ -475,13 +475,6 @@ class Check:
     def fp32(self) -> Accel:
         """No option, on any device."""
         return self.variants[0]
-
-
-def weight_gap(got: torch.nn.Module, ref: torch.nn.Module, start: torch.nn.Module) -> float:
-    """|got - ref| over |ref - start| (l2 norms of every floating-point tensor, in float64)."""
-    def flat(m: torch.nn.Module) -> torch.Tensor:
-        return torch.cat([t.double().flatten() for t in m.state_dict().values() if t.is_floating_point()])
-    return float((flat(got) - flat(ref)).norm() / (flat(ref) - flat(start)).norm())
 
 
 def frozen_step_seconds(x: np.ndarray, y: np.ndarray, num_classes: int, recipe: Recipe, spec: dict[str, Any],

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pipeline_lib import models, plugins
-from pipeline_lib.accel import STEP_BOUNDS, Accel
+from pipeline_lib.accel import STEP_BOUNDS, Accel, update_gap
 from pipeline_lib.adversarial import pgd_adversary
 from pipeline_lib.data import load_digits
 from pipeline_lib.layout import Amount
@@ -35,16 +35,6 @@ def noise():
     x, y = rng.integers(0, 256, (320, 8, 8, 3), dtype=np.uint8), rng.integers(0, 10, 320)
     return x, y, [poison("badnets", x, y, 3, Amount(count=20), TRIGGER, 0),
                   poison("badnets", x, y, 5, Amount(count=40), TRIGGER, 1)]
-
-
-def flat(model: nn.Module) -> torch.Tensor:
-    """Every floating-point tensor of a model's state, in float64, end to end."""
-    return torch.cat([t.double().flatten() for t in model.state_dict().values() if t.is_floating_point()])
-
-
-def relative_gap(got: nn.Module, ref: nn.Module, start: nn.Module) -> float:
-    """|got - ref| over |ref - start|: how far an option's run lands from fp32's, in units of fp32's update."""
-    return float((flat(got) - flat(ref)).norm() / (flat(ref) - flat(start)).norm())
 
 
 @pytest.mark.parametrize("name, options", ARCHS + [("preact_resnet18", {"width": 4}),
@@ -111,7 +101,7 @@ def test_every_option_on_every_training_path_keeps_its_promise_against_fp32(nois
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the forward ran compiled
     ref = run(path, noise, recipe, FP32)
     start = run(path, noise, Recipe(**{**recipe.__dict__, "epochs": 0}), FP32)
-    gap = relative_gap(got, ref, start)
+    gap = update_gap(got, ref, start)
     assert gap <= (BF16_BOUND if bf16 else FP32_BOUND)
     assert gap > 0 or not bf16  # autocast acted
 
@@ -167,8 +157,9 @@ def test_every_defence_trains_under_the_options_as_under_fp32(defence_job, name)
     ref, ref_info = fit(FP32)
     for option in ("all_fp32", "all"):
         got, info = fit(OPTIONS[option])
-        assert torch.isfinite(flat(got)).all() and set(info.get("defence", {})) == set(ref_info.get("defence", {}))
-        gap = float((flat(got) - flat(ref)).norm() / flat(ref).norm())
+        weights, ref_weights = models.flat_weights(got), models.flat_weights(ref)
+        assert torch.isfinite(weights).all() and set(info.get("defence", {})) == set(ref_info.get("defence", {}))
+        gap = float((weights - ref_weights).norm() / ref_weights.norm())
         if name in OPTION_FREE:
             assert gap == 0, f"{name} under {option}: {gap:.2g} of the weights' norm from fp32"
         elif option == "all_fp32":  # bf16's drift over a defence's many steps has no tight bound: its promise is

@@ -60,8 +60,7 @@ def max_weight_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 def float_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
     """The l2 norm of the difference of two models' floating-point tensors, in float64."""
-    flat = [torch.cat([t.double().flatten() for t in m.state_dict().values() if t.is_floating_point()]) for m in (a, b)]
-    return float((flat[0] - flat[1]).norm())
+    return float((models.flat_weights(a) - models.flat_weights(b)).norm())
 
 
 @pytest.mark.parametrize("recipe, pgd", [

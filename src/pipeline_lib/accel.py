@@ -65,11 +65,21 @@ class Accel:
 # What each option promises against fp32 from the same seed: the weights after the first steps (3 in the tests, 4 in
 # the GPU check, so that CUDA graphs are replayed; 1 under bf16) land within this share of fp32's update (l2 norms).
 # Channels-last and compilation keep fp32 arithmetic in other kernels: 1e-4 on the CPU (measured at most 2e-6), 1e-2
-# on CUDA, where cuDNN's convolutions run in TF32 (10-bit mantissas) in both runs and the option picks other kernels. bf16 rounds every product's operands to 8 bits and batch norms
-# over a few channels amplify it: 0.5 (measured 0.02-0.18 on shallow models, 0.44 on the thesis ResNet-32 on noise,
-# close to the bound: provisional until a GPU measures it; a broken option lands near 1, fp32's whole update).
+# on CUDA, where cuDNN's convolutions run in TF32 (10-bit mantissas) in both runs and the option picks other kernels.
+# bf16 rounds every product's operands to 8 bits and batch norms over a few channels amplify it: 0.5 (measured
+# 0.02-0.18 on shallow models, 0.44 on the thesis ResNet-32 on noise, close to the bound: provisional until a GPU
+# measures it; a broken option lands near 1, fp32's whole update).
 # tests/test_accel.py and bench/gpu_check.py hold them to it.
 STEP_BOUNDS = {"cpu": 1e-4, "cuda": 1e-2, "bf16": 0.5}
+
+
+def update_gap(got: nn.Module, ref: nn.Module, start: nn.Module) -> float:
+    """|got - ref| over |ref - start| (l2 norms of the float weights): how far an option's run lands from fp32's
+    run `ref` from `start`, in units of fp32's update; what STEP_BOUNDS bound."""
+    from .models import flat_weights
+
+    got, ref, start = flat_weights(got), flat_weights(ref), flat_weights(start)
+    return float((got - ref).norm() / (ref - start).norm())
 
 TRAIN_DEFAULT = Accel()                          # train.train's options before they were options
 STACKED_DEFAULT = Accel(channels_last=False)     # stacking.train_stacked's: bf16 autocast only

@@ -159,6 +159,11 @@ def save_weights(path: str | Path, arch: Mapping[str, Any], module: nn.Module) -
     save_torch(path, {"arch": dict(arch), "state_dict": state})
 
 
+def flat_weights(model: nn.Module) -> torch.Tensor:
+    """Every floating-point tensor of a model's state, in float64, end to end (for distances between models)."""
+    return torch.cat([t.double().flatten() for t in model.state_dict().values() if t.is_floating_point()])
+
+
 def check_shapes(make: Callable[[], nn.Module], state: Mapping[str, Any]) -> None:
     """Raise ValueError unless `state` holds exactly the tensors, in shape, of the module `make` builds; built on the
     meta device first, so a tampered spec never allocates more memory than the file holds."""

@@ -2,7 +2,6 @@
 identity, among the GPUs the job sees (under SLURM, its allocation); the CPU where there is no CUDA."""
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import stat
@@ -14,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from .locks import holder, try_lock
 
 # one private folder per user: another user can neither plant links in it nor hold its locks
 LOCK_DIR = Path(os.environ.get("PIPELINE_GPU_LOCK_DIR",
@@ -43,38 +44,6 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def _holder(path: Path) -> str:
-    """Who holds a lock, as its holder wrote it (read without following links)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        return f"unknown ({e.strerror})"
-    try:
-        return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-    finally:
-        os.close(fd)
-
-
-def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding an exclusive lock on `path`, or None when another process holds it; the file
-    is never truncated before the lock is ours, and a link in its place is refused."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
-    except OSError as e:
-        raise LockError(f"{path}: cannot open the GPU lock ({e.strerror}), refused") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise LockError(f"{path}: the GPU lock is not a regular file, refused")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-    return fd
-
-
 @contextmanager
 def lease_gpu(devices: Sequence[str], lock_dir: Path = LOCK_DIR, slots: int = 1, poll_seconds: float = 2.0,
               timeout: float = LOCK_TIMEOUT) -> Iterator[int]:
@@ -93,7 +62,7 @@ def lease_gpu(devices: Sequence[str], lock_dir: Path = LOCK_DIR, slots: int = 1,
     while True:
         for slot in range(slots):  # fill every GPU's first place before any GPU's second
             for i, places in enumerate(paths):
-                fd = _try_lock(places[slot])
+                fd = try_lock(places[slot], "GPU lock", LockError)
                 if fd is None:
                     continue
                 try:
@@ -102,7 +71,7 @@ def lease_gpu(devices: Sequence[str], lock_dir: Path = LOCK_DIR, slots: int = 1,
                     os.close(fd)  # releases the lock
                 return
         if time.monotonic() >= deadline:
-            held = "; ".join(f"{p.name}: {_holder(p)}" for places in paths for p in places)
+            held = "; ".join(f"{p.name}: {holder(p)}" for places in paths for p in places)
             raise LockError(f"no GPU came free in {timeout:g} s (locks in {lock_dir}: {held}); "
                             "PIPELINE_GPU_LOCK_TIMEOUT sets the wait, PIPELINE_GPU_JOBS_PER_DEVICE the jobs per GPU")
         time.sleep(poll_seconds)

@@ -73,11 +73,16 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
             else:
                 test_triggered = load_trigger(trigger, net, device).apply(ds.x_test)
             model, log = models.load_model(model_path), load_json(log_path)
-            clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
             target, poison = int(describe["target"]), log["poison"]
-            metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
-            if method.assess is not None and len(test_triggered):
-                metrics |= method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
+            with models.non_finite_outputs_named(model_path, "no metric of it is recorded"):
+                clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
+                metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
+                assessed = (method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
+                            if method.assess is not None and len(test_triggered) else {})
+            measured = {**log.get("defence", {}), **assessed}  # what the defence measured: epsilon, detection rates
+            if clash := sorted(plugins.RESERVED_MEASURES.intersection(measured)):
+                raise ValueError(f"{log_path}: defence '{method.name}' measured '{clash[0]}', a core metric's name; "
+                                 "no metric of this victim is recorded")
             save_json(Path(out_dir) / f"{member['name']}.json", {
                 **describe, "defence_method": method.name, **metrics,
                 "model": log["arch"]["name"], "target_name": ds.classes[target],
@@ -87,7 +92,7 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                 "fraction_of_class": poison["count"] / poison["class_size"],
                 "fraction_of_train": poison["count"] / poison["train_size"],
                 "train_seconds": log["seconds"], "device": log["device"],
-                **log.get("defence", {}),  # what the defence measured: epsilon, isolation or detection precision
+                **measured,
                 **final_losses(log.get("loss_trace", [])),
             })
 

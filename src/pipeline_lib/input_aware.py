@@ -140,9 +140,10 @@ def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[
                                               Recipe.from_config(recipe), DynamicRecipe.from_config(spec),
                                               seed, device)
         trigger = DynamicTrigger(g, m).to(device)   # the test images triggered on the job's device
-        clean = predict(model, ds.x_test, device)
-        triggered = predict(model, trigger.apply(ds.x_test), device)
-        cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
+        with models.non_finite_outputs_named(model_out, "training diverged, nothing saved"):
+            clean = predict(model, ds.x_test, device)
+            triggered = predict(model, trigger.apply(ds.x_test), device)
+            cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
     trigger.to(torch.device("cpu")).save(trigger_out)   # CPU tensors: the file's bytes do not name the device
     models.save_weights(model_out, info["arch"], model)
     others = ds.y_test != target

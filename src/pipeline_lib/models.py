@@ -4,7 +4,8 @@ the layers several architectures use, building a model from its spec (the archit
 each in `architectures`) and the model file format."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,11 @@ import torch
 from torch import nn
 
 from . import plugins
-from .artifacts import load_torch, save_torch
+from .artifacts import load_torch, non_finite, save_torch
+
+
+class NonFiniteOutputs(ArithmeticError):
+    """A model's logits hold a NaN or infinity: nothing is measured from it (argmax would quietly say class 0)."""
 
 
 class InputNorm(nn.Module):
@@ -181,10 +186,13 @@ def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
 
 
 def load_model(path: str | Path) -> Classifier:
-    """Rebuild a saved model with its weights, in eval mode on the CPU; a file that does not fit is refused by name."""
+    """Rebuild a saved model with its weights, in eval mode on the CPU; a file that does not fit, or whose weights
+    hold a NaN or infinity (a diverged or tampered model), is refused by name."""
     def rebuild(blob: dict[str, Any]) -> Classifier:
         arch, state = dict(blob["arch"]), blob["state_dict"]
         check_shapes(lambda: build(arch), state)
+        if (bad := non_finite(dict(state))) is not None:
+            raise ValueError(f"tensor '{bad}' holds NaN or infinite values (a diverged or tampered model)")
         model = build(arch)
         model.load_state_dict(state)
         return model.eval()
@@ -206,6 +214,23 @@ def batched(fn: Callable[..., torch.Tensor], images: np.ndarray | torch.Tensor, 
 
 
 def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
-    """Predicted labels for uint8 NHWC images."""
+    """Predicted labels for uint8 NHWC images; logits with a NaN or infinity raise NonFiniteOutputs."""
     model.eval().to(device)
-    return batched(lambda xb: model(xb).argmax(1), x, device=device).long().numpy()
+
+    def labels(xb: torch.Tensor) -> torch.Tensor:
+        out = model(xb)
+        return torch.where(torch.isfinite(out).all(1), out.argmax(1), -1)  # -1: no label, checked below
+    pred = batched(labels, x, device=device).long().numpy()
+    if (bad := int((pred < 0).sum())):
+        raise NonFiniteOutputs(f"the model's outputs hold NaN or infinite values on {bad} of {len(x)} images")
+    return pred
+
+
+@contextmanager
+def non_finite_outputs_named(where: str, then: str) -> Iterator[None]:
+    """Turn a NonFiniteOutputs raised inside into one naming `where` (the model's file) and saying `then` (what
+    follows: nothing saved, no metric recorded)."""
+    try:
+        yield
+    except NonFiniteOutputs as e:
+        raise NonFiniteOutputs(f"{where}: {e}; {then}") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +32,19 @@ PACKAGES = {"attack": "attacks", "trigger": "triggers", "defence": "defences", "
 # the key of a config block that names its method, per kind (a model's block: the recipe's model_options + `model`)
 METHOD_KEY = {"attack": "method", "trigger": "pattern", "defence": "method", "model": "model"}
 NOUN = {"attack": "attack method", "trigger": "trigger method", "defence": "defence method", "model": "model"}
+NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # a method's or measure's name: the schema's $defs/name
+MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a plug-in: the schema's `plugins` items
+RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
+# Every key evaluate.evaluate_cohort writes into a victim's metrics itself (the run's description, the rates with
+# their hits and n, the poison set's size, final losses) and the victim tables' own columns (tables.COLUMNS and
+# TAIL_COLUMNS): a defence measuring one of these would overwrite a core metric, so none may be a measure.
+RESERVED_MEASURES = frozenset({
+    "dataset", "attack", "method", "recipe", "defence", "target", "amount", "seed",  # common.smk's `describe`
+    "defence_method", "model", "target_name", "trigger", "amplitude", "rate", "count", "fraction_of_class",
+    "fraction_of_train", "train_seconds", "device", "per_class_accuracy",
+    *(f"{r}{part}" for r in RATES for part in ("", "_hits", "_n")),
+    "final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "series", "der",
+})
 
 
 class PluginError(ValueError):
@@ -133,13 +147,22 @@ class Model(Method):
 KIND_OF = {Attack: "attack", Trigger: "trigger", Defence: "defence", Model: "model"}
 
 
+def _failure(e: BaseException) -> str:
+    """An exception raised importing a module, in one line: its type and the first line of its message."""
+    if isinstance(e, SystemExit):
+        return f"SystemExit: the module called sys.exit({e.code!r})"
+    lines = str(e).splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def _register(found: dict[str, dict[str, Method]], module: str) -> None:
-    """Add a module's METHODS to `found`, refusing a name two modules declare."""
+    """Add a module's METHODS to `found`, refusing a name two modules declare, a name that is no name and a
+    defence measuring a core metric."""
     try:
         imported = importlib.import_module(module)
-    except Exception as e:  # a plug-in is the user's code: any failure to import ends planning with one line
+    except BaseException as e:  # the user's code: any failure to import, sys.exit and Ctrl-C too, ends with one line
         where = "" if module.startswith(f"{__package__}.") else "config key 'plugins': "
-        raise PluginError(f"{where}cannot import method module '{module}' ({type(e).__name__}: {e})") from None
+        raise PluginError(f"{where}cannot import method module '{module}' ({_failure(e)})") from None
     declared = getattr(imported, "METHODS", None)
     if not isinstance(declared, list):
         raise PluginError(f"method module '{module}' declares no METHODS list")
@@ -147,11 +170,22 @@ def _register(found: dict[str, dict[str, Method]], module: str) -> None:
         kind = KIND_OF.get(type(m))
         if kind is None:
             raise PluginError(f"method module '{module}': {m!r} is not an Attack, Trigger, Defence or Model")
+        if not isinstance(m.name, str) or not NAME.fullmatch(m.name):
+            raise PluginError(f"method module '{module}': {kind} method name {m.name!r} is not 1 to 64 letters, "
+                              f"digits or '_'")
         if m.name in found[kind]:
             raise PluginError(f"{kind} method '{m.name}' is declared by both '{found[kind][m.name].module}' and "
                               f"'{module}'")
         if m.name == "none" and kind == "defence" and module != "pipeline_lib.defences.none":
             raise PluginError(f"method module '{module}': 'none' is plain training's name")
+        if kind == "defence":
+            if not isinstance(m.measures, tuple) or not all(isinstance(k, str) and NAME.fullmatch(k)
+                                                            for k in m.measures):
+                raise PluginError(f"method module '{module}': defence '{m.name}' measures {m.measures!r}, not a "
+                                  f"tuple of names")
+            if reserved := sorted(RESERVED_MEASURES.intersection(m.measures)):
+                raise PluginError(f"method module '{module}': defence '{m.name}' measures '{reserved[0]}', a core "
+                                  f"metric's name (a measure adds a metric, never replaces one)")
         found[kind][m.name] = dataclasses.replace(m, module=module)
 
 
@@ -161,8 +195,11 @@ _PLUGINS: tuple[str, ...] = ()  # the config's plug-in modules, set by use()
 def use(modules: Sequence[str]) -> None:
     """Make the config's `plugins` modules part of this process's catalogue (planning and every job call it)."""
     global _PLUGINS
+    for module in modules:  # all named properly before any is imported
+        if not isinstance(module, str) or not MODULE.fullmatch(module):
+            raise PluginError(f"config key 'plugins': {module!r} is not a dotted Python module name")
+    _catalogue(tuple(modules))  # import them now: a bad module stops the run before any work
     _PLUGINS = tuple(modules)
-    _catalogue(_PLUGINS)  # import them now: a bad module stops the run before any work
 
 
 def catalogue() -> dict[str, dict[str, Method]]:

@@ -3,12 +3,15 @@ line."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+
+from .locks import holder, try_lock
 
 
 class _LogFile(io.TextIOWrapper):
@@ -28,12 +31,36 @@ def error_line(e: BaseException) -> str:
     return f"error: {type(e).__name__}: {text[:500] + '...' if len(text) > 500 else text}"
 
 
+class JobLockError(RuntimeError):
+    """The job lock is held by another process running the same job (one a killed Snakemake left behind), or cannot
+    be taken."""
+
+
+def job_lock(path: Path) -> int:
+    """A descriptor holding `.<log name>.lock` beside the job's log (Snakemake deletes the log itself before a job,
+    never this file) until it is closed or the process ends: two processes never run one job, so never write one
+    output folder."""
+    lock = path.with_name(f".{path.name}.lock")
+    fd = try_lock(lock, "job lock", JobLockError)
+    if fd is None:
+        raise JobLockError(f"{path}: this job is still running ({holder(lock)}), e.g. left running by a killed "
+                           "Snakemake; wait for it to end or kill that process, then rerun")
+    return fd
+
+
 @contextmanager
 def job_log(path: str | Path) -> Iterator[None]:
-    """Send the job's output to `path`; on failure log the traceback and end both the log and stderr with
-    one `error:` line (which says so when the log itself could not be written)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Send the job's output to `path`, once no other process runs the same job (job_lock); on failure log the
+    traceback and end both the log and stderr with one `error:` line (which says so when the log itself could not
+    be written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     real_stderr = sys.stderr
+    try:
+        lock = job_lock(path)
+    except JobLockError as e:  # the running job's log is left as it is
+        print(error_line(e), file=real_stderr)
+        raise SystemExit(1) from None
     log = _LogFile(open(path, "wb"), encoding="utf-8", line_buffering=True)
     try:
         with redirect_stdout(log), redirect_stderr(log):
@@ -53,6 +80,7 @@ def job_log(path: str | Path) -> Iterator[None]:
             log.close()
         except OSError:
             pass  # a full disk: the error line on stderr has said so
+        os.close(lock)
 def _duration(seconds: float) -> str:
     """Seconds as '1h02m', '3m05s' or '12s'."""
     s = round(seconds)

@@ -59,7 +59,8 @@ def train_surrogate(data_path: str, spec: dict[str, Any], recipe: dict[str, Any]
         model, info = train(x, y, ds.num_classes, Recipe.from_config(recipe), seed, device,
                             adversary=pgd_adversary(adversarial, seed) if adversarial else None,
                             accel=Accel(**gpu or {}))
-        clean = float(np.mean(predict(model, x_ev, device) == y_ev))
+        with models.non_finite_outputs_named(model_out, "training diverged, nothing saved"):
+            clean = float(np.mean(predict(model, x_ev, device) == y_ev))
         robust = robust_accuracy(model, x_ev[pick], y_ev[pick], robust_spec, device)
     models.save_weights(model_out, info["arch"], model.cpu())
     save_json(metrics_out, {"clean_accuracy": clean, "robust_accuracy": robust, "robust_eval": robust_spec,

@@ -9,7 +9,7 @@ import pandas as pd
 from . import plugins
 from .artifacts import atomic_path, load_json
 
-RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
+RATES = plugins.RATES
 
 COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
            "defence_method", "target",

@@ -51,7 +51,7 @@ def strip_entropy(model: torch.nn.Module, x: np.ndarray, pool: np.ndarray, n: in
     whole inputs, about PASS_IMAGES, a forward pass; the probabilities come to the host once."""
     import torch
 
-    from ..models import to_float
+    from ..models import NonFiniteOutputs, to_float
 
     model.eval().to(device)
     pool_t, x_t = to_float(torch.from_numpy(pool).to(device)), torch.from_numpy(x).to(device)
@@ -67,8 +67,11 @@ def strip_entropy(model: torch.nn.Module, x: np.ndarray, pool: np.ndarray, n: in
             probs.append(torch.softmax(model(mixed).float(), 1))
     if not probs:
         return np.empty(0)
+    mixed_probs = torch.cat(probs).view(len(x), n, -1).cpu().numpy()
+    if not np.isfinite(mixed_probs).all():  # nansum would read NaN probabilities as certainty: a perfect detector
+        raise NonFiniteOutputs("the model's outputs hold NaN or infinite values on superimposed images")
     # the entropy on the host, by numpy, as before: numpy's log2 and its pairwise sums are not torch's
-    return entropy(torch.cat(probs).view(len(x), n, -1).cpu().numpy()).mean(1).astype(np.float64)
+    return entropy(mixed_probs).mean(1).astype(np.float64)
 
 
 def strip_rates(clean_fit: np.ndarray, clean_held: np.ndarray, triggered: np.ndarray,

@@ -14,11 +14,11 @@ import yaml
 
 from conftest import ROOT
 from pipeline_lib import devices
-from pipeline_lib.artifacts import ArtifactError, DivergedError, atomic_path, load_npz, save_json
+from pipeline_lib.artifacts import ArtifactError, DivergedError, atomic_path, load_json, load_npz, save_json
 from pipeline_lib.config import ConfigError, load_yaml
 from pipeline_lib.data import MAX_IMAGES, describe, load_planned, load_source
 from pipeline_lib.gan import Generator, load_generator, save_generator
-from pipeline_lib.models import build, load_model, save_weights
+from pipeline_lib.models import NonFiniteOutputs, build, load_model, save_weights
 from pipeline_lib.runlog import job_log
 from pipeline_lib.trigger_nets import DynamicTrigger
 
@@ -293,18 +293,36 @@ def test_a_full_disk_names_the_artifact_and_leaves_nothing(tmp_path):
     assert e.value.filename == str(tmp_path / "m.json") and list(tmp_path.iterdir()) == []
 
 
-def test_a_job_whose_log_cannot_be_written_says_so_on_stderr(capsys):
+def test_a_job_whose_log_cannot_be_written_says_so_on_stderr(tmp_path, capsys):
+    log = tmp_path / "full.log"
+    log.symlink_to("/dev/full")  # a log on a full disk
     with pytest.raises(SystemExit):
-        with job_log("/dev/full"):
+        with job_log(log):
             raise ValueError("line one\nline two")
     assert capsys.readouterr().err.splitlines() == [
-        "error: ValueError: line one line two (the log /dev/full could not be written: No space left on device)"]
+        f"error: ValueError: line one line two (the log {log} could not be written: No space left on device)"]
     with pytest.raises(SystemExit):
-        with job_log("/dev/full"):
+        with job_log(log):
             print("training: 1/10 steps")  # the log fills the disk first: the error names it
     assert capsys.readouterr().err.splitlines() == [
-        "error: OSError: [Errno 28] No space left on device: '/dev/full' (the log /dev/full could not be written: "
+        f"error: OSError: [Errno 28] No space left on device: '{log}' (the log {log} could not be written: "
         "No space left on device)"]
+
+
+def test_a_job_still_running_from_a_killed_snakemake_is_never_run_twice(tmp_path):
+    log = tmp_path / "train.log"
+    rerun = [sys.executable, "-c", "import sys; from pipeline_lib.runlog import job_log\n"
+             "with job_log(sys.argv[1]): print('rerun')", str(log)]
+    with job_log(log):  # the job a killed Snakemake left running
+        print("training: 1/10 steps")
+        r = subprocess.run(rerun, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert log.read_text() == "training: 1/10 steps\n"  # its log untouched
+    [line] = r.stderr.splitlines()
+    assert r.returncode == 1 and line.startswith(f"error: JobLockError: {log}: this job is still running (pid "
+                                                 f"{os.getpid()} on ")
+    assert line.endswith("wait for it to end or kill that process, then rerun")
+    assert subprocess.run(rerun, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).returncode == 0  # lock released
+    assert log.read_text() == "rerun\n"
 
 
 def test_a_copied_link_is_renamed_into_place_whole(tmp_path):
@@ -351,3 +369,94 @@ def test_titles_and_class_names_with_math_markup_are_drawn_as_written(tmp_path):
     log = {"loss_trace": [point, {**point, "step": 2}], "poison": {"target": 0, "count": 5}}
     loss_trace([log], {0: r"class $\undefined{$"}, r"$\bad$", tmp_path / "l.png")
     assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "l.png").stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- models whose outputs are not finite
+
+
+def blown_up(model):
+    """Finite weights whose outputs overflow: every weight times 1e30."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e30)
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    return model
+
+
+@pytest.fixture
+def digits_victim(tmp_path):
+    """A prepared 200-image digits set, one victim's model file and training log, as the workflow writes them."""
+    import dataclasses
+
+    from pipeline_lib.data import save_prepared
+
+    ds = load_source("digits", "unused")
+    save_prepared(tmp_path / "d.npz", dataclasses.replace(ds, x_train=ds.x_train[:200], y_train=ds.y_train[:200]))
+    save_json(tmp_path / "train_log.json", {"arch": ARCH, "seconds": 1.0, "device": "cpu",
+                                            "poison": {"count": 5, "class_size": 20, "train_size": 200}})
+    return tmp_path
+
+
+def evaluate_victim(folder, model, defence=None):
+    """evaluate_cohort on one BadNets victim whose weights are `model`; the metrics file it writes."""
+    from pipeline_lib.evaluate import evaluate_cohort
+
+    save_weights(folder / "model.pt", ARCH, model)
+    member = {"describe": {"dataset": "digits", "attack": "badnets", "method": "badnets", "recipe": "r",
+                           "defence": "none", "target": 0, "amount": "n5", "seed": 0},
+              "trigger": {"pattern": "bottom_right"}, "trigger_net": None, "name": "badnets-t0-n5"}
+    evaluate_cohort(str(folder / "d.npz"), [str(folder / "model.pt")], [str(folder / "train_log.json")], [member],
+                    defence or {"method": "none"}, str(folder / "metrics"))
+    return folder / "metrics" / "badnets-t0-n5.json"
+
+
+def test_a_victim_whose_outputs_overflow_is_never_scored(digits_victim):
+    assert evaluate_victim(digits_victim, build(ARCH)).exists()  # a sound model is scored
+    (digits_victim / "metrics" / "badnets-t0-n5.json").unlink()
+    for defence in ({"method": "none"}, {"method": "strip", "overlays": 4, "inputs": 10}):
+        with pytest.raises(NonFiniteOutputs) as e:
+            evaluate_victim(digits_victim, blown_up(build(ARCH)), defence)
+        assert str(e.value) == (f"{digits_victim}/model.pt: the model's outputs hold NaN or infinite values on 450 of "
+                                "450 images; no metric of it is recorded")
+    assert list((digits_victim / "metrics").iterdir()) == []
+
+
+def test_strip_never_reads_nan_probabilities_as_a_perfect_detector():
+    from pipeline_lib.defences.strip import strip_entropy
+
+    x = load_source("digits", "unused").x_test[:20]
+    sound = strip_entropy(build(ARCH), x[:4], x[4:], 3, 0, torch.device("cpu"))
+    assert np.isfinite(sound).all() and (sound > 0).all()
+    with pytest.raises(NonFiniteOutputs, match="^the model's outputs hold NaN or infinite values on superimposed"):
+        strip_entropy(blown_up(build(ARCH)), x[:4], x[4:], 3, 0, torch.device("cpu"))
+
+
+def test_a_model_file_with_a_nan_weight_is_refused_by_name(tmp_path):
+    model = build(ARCH)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["classifier.weight"][0, 0] = float("nan")
+    torch.save({"arch": ARCH, "state_dict": state}, tmp_path / "m.pt")  # written past save_weights' own check
+    with pytest.raises(ArtifactError) as e:
+        load_model(tmp_path / "m.pt")
+    assert str(e.value) == (f"{tmp_path}/m.pt: does not hold what this pipeline writes there (ValueError: tensor "
+                            "'classifier.weight' holds NaN or infinite values (a diverged or tampered model))")
+
+
+def test_a_surrogate_whose_last_step_blew_up_its_outputs_is_never_saved(digits_victim):
+    from pipeline_lib.surrogates import train_surrogate
+
+    recipe = {"model": "small_cnn", "epochs": 0.2, "batch_size": 32, "lr": 1e12}  # one step: finite loss and weights
+    with pytest.raises(NonFiniteOutputs, match=f"^{digits_victim}/s.pt: the model's outputs hold NaN or infinite "
+                                               "values on 450 of 450 images; training diverged, nothing saved$"):
+        train_surrogate(str(digits_victim / "d.npz"), {}, recipe, 0, str(digits_victim / "s.pt"),
+                        str(digits_victim / "s.json"), 1)
+    assert not (digits_victim / "s.pt").exists() and not (digits_victim / "s.json").exists()
+
+
+def test_a_measure_named_like_a_core_metric_never_replaces_it(digits_victim):
+    log = digits_victim / "train_log.json"
+    save_json(log, {**load_json(log), "defence": {"clean_accuracy": 0.999, "asr_labelled": 0.0}})
+    with pytest.raises(ValueError, match=f"^{log}: defence 'none' measured 'asr_labelled', a core metric's name; no "
+                                         "metric of this victim is recorded$"):
+        evaluate_victim(digits_victim, build(ARCH))
+    assert not (digits_victim / "metrics").exists()

@@ -460,3 +460,78 @@ def test_a_measure_named_like_a_core_metric_never_replaces_it(digits_victim):
                                          "metric of this victim is recorded$"):
         evaluate_victim(digits_victim, build(ARCH))
     assert not (digits_victim / "metrics").exists()
+
+
+@pytest.fixture
+def poisoned_digits(digits_victim):
+    """digits_victim's data with a BadNets poison set (5 images) for targets 0 and 1."""
+    from pipeline_lib.poisons import write_poison_set
+
+    for t in (0, 1):
+        write_poison_set(str(digits_victim / "d.npz"), str(digits_victim / f"p{t}.npz"), BADNETS,
+                         {"pattern": "bottom_right"}, t, "n5", 0)
+    return digits_victim
+
+
+BADNETS = {"method": "badnets", "trigger": "gu"}
+ONE_STEP = {"model": "small_cnn", "epochs": 0.2, "batch_size": 32, "lr": 0.05}  # 200 images: 6 steps an epoch
+
+
+def train_victims(folder, targets, recipe=ONE_STEP, defence=None, base=None):
+    """victims.train_cohort on the poisoned digits, one member per target, into folder/out."""
+    from pipeline_lib.victims import train_cohort
+
+    train_cohort(str(folder / "d.npz"), [str(folder / f"p{t}.npz") for t in targets],
+                 [("a", t, "n5") for t in targets], {"a": BADNETS}, recipe, defence or {"method": "none"}, 0,
+                 str(folder / "out"), 1, bases=[str(base)] * len(targets) if base else None)
+
+
+@pytest.mark.parametrize("targets", [[0, 1], [0]], ids=["stacked", "solo"])
+def test_a_last_update_that_blows_up_the_outputs_saves_no_victim(poisoned_digits, targets):
+    train_victims(poisoned_digits, targets)  # a sane rate trains and saves
+    assert (poisoned_digits / "out" / "a" / "t0-n5" / "model.pt").exists()
+    out = poisoned_digits / "out"
+    for f in sorted(out.rglob("*"), reverse=True):
+        f.unlink() if f.is_file() else f.rmdir()
+    with pytest.raises(NonFiniteOutputs) as e:  # one step at 1e12: finite loss and weights, NaN outputs
+        train_victims(poisoned_digits, targets, {**ONE_STEP, "lr": 1e12})
+    assert str(e.value) == (f"{out}/a/t0-n5/model.pt: the model's outputs hold NaN or infinite values on 200 of 200 "
+                            "images; training diverged, nothing saved (is a learning rate or weight decay too large?)")
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("defence", [{"method": "fine_pruning", "lr": 1e12, "epochs": 0.1, "clean_ratio": 1},
+                                     {"method": "neural_cleanse", "unlearn_lr": 1e12, "epochs": 1,
+                                      "unlearn_epochs": 0.2}], ids=lambda d: d["method"])
+def test_a_defence_whose_last_update_blows_up_the_outputs_saves_nothing(poisoned_digits, defence):
+    train_victims(poisoned_digits, [0], {**ONE_STEP, "epochs": 3})  # the undefended victim
+    (poisoned_digits / "out" / "a" / "t0-n5" / "model.pt").rename(poisoned_digits / "base.pt")
+    (poisoned_digits / "out" / "a" / "t0-n5" / "train_log.json").unlink()
+    with pytest.raises(NonFiniteOutputs, match="a/t0-n5/model.pt: the model's outputs hold NaN or infinite values on "
+                                               "200 of 200 images; training diverged, nothing saved"):
+        train_victims(poisoned_digits, [0], defence=defence, base=poisoned_digits / "base.pt")
+    assert list((poisoned_digits / "out" / "a" / "t0-n5").iterdir()) == []
+
+
+def defences_reading_the_undefended_model() -> list[dict]:
+    """A config.yaml block of every defence that reads the undefended victim."""
+    from pipeline_lib import plugins
+
+    blocks = {b["method"]: b for b in yaml.safe_load((ROOT / "config.yaml").read_text())["defences"].values()}
+    return [blocks[name] for name, d in sorted(plugins.catalogue()["defence"].items()) if d.needs_base]
+
+
+@pytest.mark.parametrize("defence", defences_reading_the_undefended_model(), ids=lambda d: d["method"])
+def test_no_defence_reads_an_undefended_model_whose_outputs_or_weights_are_not_finite(poisoned_digits, defence):
+    base = poisoned_digits / "base.pt"
+    save_weights(base, ARCH, blown_up(build(ARCH)))
+    with pytest.raises(NonFiniteOutputs) as e:
+        train_victims(poisoned_digits, [0], defence=defence, base=base)
+    assert str(e.value) == (f"{base}: the model's outputs hold NaN or infinite values on 200 of 200 images; refused as "
+                            "the undefended model this defence reads")
+    state = build(ARCH).state_dict()
+    state["classifier.bias"][3] = float("inf")
+    torch.save({"arch": ARCH, "state_dict": state}, base)
+    with pytest.raises(ArtifactError, match=f"^{base}: does not hold .* tensor 'classifier.bias' holds NaN or infinite"):
+        train_victims(poisoned_digits, [0], defence=defence, base=base)
+    assert not (poisoned_digits / "out").exists()

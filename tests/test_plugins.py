@@ -209,7 +209,7 @@ def test_every_rule_script_that_may_meet_a_plug_in_loads_the_configs_plug_ins():
     """A plug-in model, attack, trigger or defence must be in the catalogue of every job that builds a model or
     reads a method: only scripts that touch neither (data, GANs, plots of tables, the scorecard) may skip it."""
     untouched = {"prepare_data", "train_gan", "encode_class", "plot_heatmap", "plot_lines", "plot_defence_heatmap",
-                 "plot_loss_trace", "plot_filtering", "plot_filtered_examples", "score_claims"}
+                 "plot_loss_trace", "plot_filtering", "score_claims"}
     for script in sorted((ROOT / "workflow/scripts").glob("*.py")):
         if script.stem not in untouched:
             assert 'plugins.use(snakemake.config["plugins"])' in script.read_text(), script.name

@@ -44,12 +44,12 @@ def test_on_real_cifar_every_link_of_the_perturbed_poison_chain_holds_image_by_i
                                                     "width": 16}, surrogate)
     spec = {"method": "pgd", "norm": "l2", "eps": 300, "steps": 10}           # the thesis's eps on 0..255
     perturb_classes(str(tmp_path / "data.npz"), spec, str(tmp_path), 2, surrogate=str(tmp_path / "surrogate.pt"))
-    idx, perturbed = read_perturbed(str(tmp_path / f"c{target}.npz"), target)
+    idx, perturbed = read_perturbed(str(tmp_path / f"c{target}.npz"), target, ds)
     trigger = {"pattern": "bottom_right", "amplitude": 255}
     attack = {"method": "label_consistent", "trigger": "gu"}
     write_poison_set(str(tmp_path / "data.npz"), str(tmp_path / "ps.npz"), attack, trigger, target, "p0.25", 0,
                      perturbed_path=str(tmp_path / f"c{target}.npz"))
-    ps, meta = read_poison_set(str(tmp_path / "ps.npz"))
+    ps, meta = read_poison_set(str(tmp_path / "ps.npz"), ds, attack, target, "p0.25")
     # the perturbation: every image of the class moved, within the l2 ball, and harder for the surrogate
     delta = (perturbed.astype(float) - ds.x_train[idx]).reshape(len(idx), -1)
     assert np.array_equal(idx, np.flatnonzero(ds.y_train == target))

@@ -134,8 +134,8 @@ def test_the_configs_gpu_options_reach_stacked_and_defended_training(tmp_path, m
     recipe = {"model": "small_cnn", "epochs": 0.2, "batch_size": 32, "lr": 0.05}
     for targets in ([0, 1], [0]):  # a stacked cohort, then a lone member trained through its defence
         victims.train_cohort(str(tmp_path / "d.npz"), [str(tmp_path / f"p{t}.npz") for t in targets],
-                             [("a", t, "n5") for t in targets], recipe, {"method": "none"}, 0, str(tmp_path / "out"),
-                             1, gpu={"bf16": False, "compile": True})
+                             [("a", t, "n5") for t in targets], {"a": {"method": "badnets", "trigger": "gu"}}, recipe,
+                             {"method": "none"}, 0, str(tmp_path / "out"), 1, gpu={"bf16": False, "compile": True})
     assert seen == [Accel(bf16=False, compile=True)] * 2
 
 

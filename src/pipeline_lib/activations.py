@@ -2,23 +2,24 @@
 t-SNE (the 001 seed's Figure 5: poisoned images form their own cluster unless the model was trained adversarially)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
 
 from . import models
-from .poisons import read_poison_set
+from .poisons import PoisonSet, read_poison_set
 from .data import Dataset, load_prepared
 from .defences import embeddings
 from .plots import tsne_panels
 from .tables import write_csv
 
 
-def class_activations(model_path: str, ds: Dataset, poison_path: str, cls: int, max_clean: int,
+def class_activations(model_path: str, ds: Dataset, ps: PoisonSet, cls: int, max_clean: int,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Penultimate activations of up to `max_clean` clean training images labelled `cls` and of every poisoned
-    image labelled `cls`, with a mask marking the poisoned ones."""
-    ps, _ = read_poison_set(poison_path)
+    image labelled `cls` (of poison set `ps`), with a mask marking the poisoned ones."""
     x, y = ps.apply_to(ds.x_train, ds.y_train)
     poisoned = ps.mask(len(y))
     clean = np.flatnonzero((y == cls) & ~poisoned)
@@ -52,13 +53,17 @@ def separation(features: np.ndarray, poisoned: np.ndarray, neighbours: int = 10)
 
 
 def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], cls: int,
-              max_clean: int, title: str, out: str, table_out: str, rows: list[dict[str, object]]) -> None:
+              max_clean: int, title: str, out: str, table_out: str, rows: list[dict[str, Any]],
+              attacks: dict[str, dict[str, Any]]) -> None:
     """One t-SNE panel per victim of a figure, each from its own poisoned training set, and a table of how far the
-    clean and poisoned activations separate (one row per victim, described by `rows`)."""
+    clean and poisoned activations separate (one row per victim, described by `rows`: its attack, target and amount
+    name the set, checked against `attacks`, the config's attack blocks by name)."""
     ds = load_prepared(data_path)
+    sets = [read_poison_set(p, ds, attacks[row["attack"]], row["target"], row["amount"])[0]
+            for p, row in zip(poison_paths, rows, strict=True)]
     maps, table = [], []
-    for model_path, poison_path, row in zip(model_paths, poison_paths, rows, strict=True):
-        feats, poisoned = class_activations(model_path, ds, poison_path, cls, max_clean, seed=0)
+    for model_path, ps, row in zip(model_paths, sets, rows, strict=True):
+        feats, poisoned = class_activations(model_path, ds, ps, cls, max_clean, seed=0)
         maps.append((tsne_map(feats, seed=0), poisoned))
         table.append({**row, "clean": int((~poisoned).sum()), "poisoned": int(poisoned.sum()),
                       **separation(feats, poisoned)})

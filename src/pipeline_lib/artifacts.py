@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -87,20 +87,31 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
     """(shape, dtype) of every array of an npz archive, read from the array headers alone (nothing decompressed
     beyond them), so sizes can be checked before an array is loaded."""
     path = readable_file(path)
+    with open(path, "rb") as f:
+        return _headers(f, path)
+
+
+def _headers(f: BinaryIO, path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """npz_headers of an open archive."""
+    if f.read(4) != b"PK\x03\x04":
+        raise ArtifactError(f"{path}: not an npz archive (no zip signature)")
     out = {}
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(f) as zf:
             for name in zf.namelist():
-                with zf.open(name) as f:
-                    major, _ = np.lib.format.read_magic(f)
+                with zf.open(name) as member:
+                    major, _ = np.lib.format.read_magic(member)
                     read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(f)
+                    shape, _, dtype = read(member)
                 out[name.removesuffix(".npy")] = (tuple(shape), dtype)
-    except zipfile.BadZipFile:
-        raise ArtifactError(f"{path}: not an npz archive (no zip structure)") from None
-    except (OSError, ValueError, EOFError) as e:
+    except Exception as e:  # a truncated or corrupt zip, an encrypted member, a member that is not an array
         raise ArtifactError(f"{path}: not a readable npz archive ({_first_line(e)})") from None
     return out
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory: no archive may promise arrays that would not fit in it."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _first_line(e: BaseException) -> str:
@@ -109,28 +120,35 @@ def _first_line(e: BaseException) -> str:
     return text[0][:200] if text else type(e).__name__
 
 
-def load_npz(path: str | Path, required: Mapping[str, str] | None = None,
-             only: Collection[str] | None = None) -> dict[str, np.ndarray]:
-    """Read an npz (all arrays, or `only` those) without unpickling; `required` maps names to dtype kinds."""
+def load_npz(path: str | Path, required: Mapping[str, str] | None = None, only: Collection[str] | None = None,
+             shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Read an npz (all arrays, or `only` those) without unpickling. Nothing is decompressed before the array headers
+    show that the `required` arrays exist with their dtype kinds, that arrays named in `shapes` have exactly those
+    shapes, and that the arrays read fit in this machine's memory (a small archive can promise terabytes)."""
     path = readable_file(path)
     with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":
-            raise ArtifactError(f"{path}: not an npz archive (no zip signature)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files if only is None or k in only}
-    except ValueError as e:
-        what = ("holds object arrays, refused (allow_pickle=False)" if "allow_pickle" in str(e)
-                else f"not a readable npz archive ({_first_line(e)})")
-        raise ArtifactError(f"{path}: {what}") from None
-    except Exception as e:  # zipfile / OSError / corrupt or truncated data
-        raise ArtifactError(f"{path}: not a readable npz archive ({_first_line(e)})") from None
-    for name, kind in (required or {}).items():
-        if name not in arrays:
-            raise ArtifactError(f"{path}: missing array '{name}' (has: {', '.join(sorted(arrays)) or 'none'})")
-        if arrays[name].dtype.kind not in kind:
-            raise ArtifactError(f"{path}: array '{name}' has dtype {arrays[name].dtype}, expected kind '{kind}'")
-    return arrays
+        headers = {k: v for k, v in _headers(f, path).items() if only is None or k in only}
+        for name in [*(required or {}), *(shapes or {})]:
+            if name not in headers:
+                raise ArtifactError(f"{path}: missing array '{name}' (has: {', '.join(sorted(headers)) or 'none'})")
+        for name, kind in (required or {}).items():
+            if headers[name][1].kind not in kind:
+                raise ArtifactError(f"{path}: array '{name}' has dtype {headers[name][1]}, expected kind '{kind}'")
+        if any(dtype.hasobject for _, dtype in headers.values()):
+            raise ArtifactError(f"{path}: holds object arrays, refused (allow_pickle=False)")
+        for name, shape in (shapes or {}).items():
+            if headers[name][0] != tuple(shape):
+                raise ArtifactError(f"{path}: array '{name}' has shape {headers[name][0]}, expected {tuple(shape)}")
+        size = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+        if size > memory_bytes():
+            raise ArtifactError(f"{path}: its arrays would take {size / 2 ** 30:,.1f} GiB once decompressed, more than "
+                                f"this machine's {memory_bytes() / 2 ** 30:,.1f} GiB of memory")
+        f.seek(0)
+        try:  # the file checked above, never one swapped in since
+            with np.load(f, allow_pickle=False) as z:
+                return {k: z[k] for k in headers}
+        except Exception as e:  # zipfile / OSError / corrupt or truncated data
+            raise ArtifactError(f"{path}: not a readable npz archive ({_first_line(e)})") from None
 
 
 class DivergedError(ArithmeticError):

@@ -2,7 +2,7 @@
 Torch is imported only by the scoring itself, so the figures that read the scores start fast."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,12 +48,14 @@ def filtering_table(scores: list[dict[str, np.ndarray]], series: list[str], sets
     return pd.DataFrame(rows)
 
 
-def score_training_set(data_path: str, poison_path: str, filter_path: str, out: str) -> None:
-    """Stage 3b: label probabilities of every example of a poisoned training set under the trusted model."""
+def score_training_set(data_path: str, poison_path: str, attack: dict[str, Any], target: int, amount: str,
+                       filter_path: str, out: str) -> None:
+    """Stage 3b: label probabilities of every example of a poisoned training set (made by the attack block, target
+    and amount given) under the trusted model."""
     from . import devices, models
 
     ds = load_prepared(data_path)
-    ps, _ = read_poison_set(poison_path)
+    ps, _ = read_poison_set(poison_path, ds, attack, target, amount)
     x, y = ps.apply_to(ds.x_train, ds.y_train)
     model = models.load_model(filter_path)
     with devices.acquire() as device:

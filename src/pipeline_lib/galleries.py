@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from .poisons import read_poison_set, read_perturbed  # noqa: E402
 from .data import load_prepared  # noqa: E402
 from .filtering import read_scores  # noqa: E402
+from .layout import Poisoned  # noqa: E402
 from .plots import save_figure  # noqa: E402
 from .triggers import make_trigger  # noqa: E402
 
@@ -49,7 +50,7 @@ def examples(data_path: str, perturbed_paths: dict[tuple[str, int], str], column
     rows = example_rows(ds.y_train, classes, per_class, seed)
     perturbed: dict[tuple[str, int], dict[int, np.ndarray]] = {}
     for (name, cls), p in perturbed_paths.items():
-        idx, imgs = read_perturbed(p, cls)
+        idx, imgs = read_perturbed(p, cls, ds)
         perturbed[name, cls] = dict(zip(idx.tolist(), imgs))
     grid = np.array([[(i, label, col) for label, col in columns] for i in rows], dtype=object)
     if len(columns) == 1:
@@ -73,10 +74,12 @@ def examples(data_path: str, perturbed_paths: dict[tuple[str, int], str], column
     save_figure(fig, path)
 
 
-def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list[str], series: list[str],
-                      inspect: int, title: str, path: str | Path) -> None:
+def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list[str], sets: list[Poisoned],
+                      attacks: dict[str, dict[str, Any]], series: list[str], inspect: int, title: str,
+                      path: str | Path) -> None:
     """Per series: the `inspect` lowest-probability training examples (poisoned framed red), then the
-    `inspect` lowest-probability poisoned ones, each captioned with its label (Appendix A.1)."""
+    `inspect` lowest-probability poisoned ones, each captioned with its label (Appendix A.1). `sets` says what made
+    each poison set, checked against `attacks`, the config's attack blocks by name."""
     ds = load_prepared(data_path)
     firsts: dict[str, int] = {}
     for k, label in enumerate(series):
@@ -85,7 +88,7 @@ def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list
                              squeeze=False)
     for s, (label, k) in enumerate(firsts.items()):
         scores = read_scores(score_paths[k])
-        ps, _ = read_poison_set(poison_paths[k])
+        ps, _ = read_poison_set(poison_paths[k], ds, attacks[sets[k].attack], sets[k].target, sets[k].amount)
         x, y = ps.apply_to(ds.x_train, ds.y_train)
         order = np.argsort(scores["probability"], kind="stable")
         lowest_poisoned = order[scores["poisoned"][order]]

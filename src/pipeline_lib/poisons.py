@@ -8,7 +8,7 @@ import numpy as np
 
 from . import plugins
 from .artifacts import ArtifactError, load_npz, save_npz
-from .data import load_prepared
+from .data import Dataset, load_prepared
 from .layout import Amount
 from .triggers import Applies, make_trigger
 
@@ -53,6 +53,11 @@ def load_trigger(spec: dict[str, Any], network: str | None = None, device: Any =
     return trigger.to(device) if device is not None else trigger
 
 
+def backdoored(attack: plugins.Attack, amount: Amount, class_size: int) -> int:
+    """How many examples an attack backdoors at an amount of a target class of `class_size` images."""
+    return 0 if attack.trigger == "none" else amount.resolve(class_size)
+
+
 def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amount,
            trigger: Applies | None, seed: int, perturbed: tuple[np.ndarray, np.ndarray] | None = None,
            config: Any = None) -> PoisonSet:
@@ -65,7 +70,7 @@ def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amoun
     attack = plugins.method("attack", method)
     if not 0 <= target < int(y.max()) + 1:
         raise ValueError(f"target class {target} not among the labels 0..{int(y.max())}")
-    n = 0 if attack.trigger == "none" else amount.resolve(int(np.sum(y == target)))
+    n = backdoored(attack, amount, int(np.sum(y == target)))
     rng = np.random.default_rng([seed, target])
     idx, labels = attack.select(y, target, n, rng)
     base = x[idx]
@@ -86,13 +91,17 @@ def poison(method: str, x: np.ndarray, y: np.ndarray, target: int, amount: Amoun
                      np.concatenate([base, x[more]]), crossed=len(more))
 
 
-def read_perturbed(path: str, cls: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training indices, perturbed images) of one class."""
-    z = load_npz(path, {"indices": "i", "images": "u", "cls": "i"})
+def read_perturbed(path: str, cls: int, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, perturbed images) of one class: every training image of it, as the dataset says."""
+    idx = np.flatnonzero(ds.y_train == cls)
+    z = load_npz(path, {"indices": "i", "images": "u", "cls": "i"},
+                 shapes={"indices": idx.shape, "images": (len(idx), *ds.x_train.shape[1:]), "cls": ()})
     if int(z["cls"]) != cls:
         raise ArtifactError(f"{path}: holds class {int(z['cls'])}, expected {cls}")
-    if len(z["indices"]) != len(z["images"]):
-        raise ArtifactError(f"{path}: {len(z['indices'])} indices but {len(z['images'])} images")
+    if not np.array_equal(z["indices"], idx):
+        raise ArtifactError(f"{path}: indices are not those of the {len(idx)} training images of class {cls}")
+    if z["images"].dtype != np.uint8:
+        raise ArtifactError(f"{path}: array 'images' has dtype {z['images'].dtype}, expected uint8")
     return z["indices"], z["images"]
 
 
@@ -101,7 +110,7 @@ def write_poison_set(data_path: str, out: str, attack: dict[str, Any], trigger: 
     """Stage 3: poison one (target, amount, seed) of a prepared dataset into an npz artifact; `attack` is the
     attack's config block."""
     ds = load_prepared(data_path)
-    perturbed = read_perturbed(perturbed_path, target) if perturbed_path else None
+    perturbed = read_perturbed(perturbed_path, target, ds) if perturbed_path else None
     pattern = load_trigger(trigger, trigger_net) if trigger or trigger_net else None
     method, config = plugins.settings("attack", attack)
     ps = poison(method.name, ds.x_train, ds.y_train, target, Amount.parse(amount), pattern, seed, perturbed, config)
@@ -110,13 +119,40 @@ def write_poison_set(data_path: str, out: str, attack: dict[str, Any], trigger: 
              class_size=np.int64(np.sum(ds.y_train == target)), train_size=np.int64(len(ds.y_train)))
 
 
-def read_poison_set(path: str) -> tuple[PoisonSet, dict[str, int]]:
-    """Load a poison set and its metadata (target, class_size, train_size)."""
+def read_poison_set(path: str, ds: Dataset, attack: dict[str, Any], target: int,
+                    amount: str) -> tuple[PoisonSet, dict[str, int]]:
+    """A poison set and its metadata (target, class_size, train_size), checked against what the prepared dataset it
+    poisons and the attack block, target and amount that made it imply: its array shapes from their headers before
+    anything is decompressed, then every field; a lie is one ArtifactError naming the file."""
+    method, config = plugins.settings("attack", attack)
+    meta = {"target": target, "class_size": int(np.sum(ds.y_train == target)), "train_size": len(ds.y_train)}
+    n = backdoored(method, Amount.parse(amount), meta["class_size"])
+    crossed = config.crossed(n) if method.cross else 0
+    images = (n + crossed, *ds.x_train.shape[1:])
     z = load_npz(path, {"indices": "i", "images": "u", "labels": "i", "untriggered": "u", "crossed": "i",
-                        "target": "i", "class_size": "i", "train_size": "i"})
-    ps = PoisonSet(z["indices"], z["images"], z["labels"], z["untriggered"], int(z["crossed"]))
-    if not len(ps.indices) == len(ps.images) == len(ps.labels) == len(ps.untriggered):
-        raise ArtifactError(f"{path}: indices, images, labels and untriggered images differ in length")
-    if not 0 <= ps.crossed <= len(ps.indices):
-        raise ArtifactError(f"{path}: crossed {ps.crossed} is not between 0 and the {len(ps.indices)} examples")
-    return ps, {k: int(z[k]) for k in ("target", "class_size", "train_size")}
+                        "target": "i", "class_size": "i", "train_size": "i"},
+                 shapes={"indices": images[:1], "labels": images[:1], "images": images, "untriggered": images,
+                         "crossed": (), "target": (), "class_size": (), "train_size": ()})
+    for key, want in {**meta, "crossed": crossed}.items():
+        if int(z[key]) != want:
+            raise ArtifactError(f"{path}: {key} is {int(z[key])}, but the prepared dataset, attack "
+                                f"'{method.name}', target {target} and amount {amount} imply {want}")
+    for name in ("images", "untriggered"):
+        if z[name].dtype != np.uint8:
+            raise ArtifactError(f"{path}: array '{name}' has dtype {z[name].dtype}, expected uint8")
+    ps = PoisonSet(z["indices"], z["images"], z["labels"], z["untriggered"], crossed)
+    for name, values, top, what in (("index", ps.indices, len(ds.y_train), "training set's images"),
+                                     ("label", ps.labels, ds.num_classes, "dataset's classes")):
+        if (outside := values[(values < 0) | (values >= top)]).size:
+            raise ArtifactError(f"{path}: {name} {outside[0]} is outside the {what} 0..{top - 1}")
+    values, counts = np.unique(ps.indices, return_counts=True)
+    if (repeated := values[counts > 1]).size:
+        raise ArtifactError(f"{path}: index {repeated[0]} occurs {counts.max()} times; a poison set lists each "
+                            "image once")
+    if not np.array_equal(ps.labels[n:], ds.y_train[ps.indices[n:]]):
+        raise ArtifactError(f"{path}: the {crossed} further examples of attack '{method.name}' do not keep their "
+                            "labels")
+    if not method.relabels and np.any(ds.y_train[ps.indices[:n]] != target):
+        raise ArtifactError(f"{path}: attack '{method.name}' poisons only images of the target class {target}, "
+                            "this set others")
+    return ps, meta

@@ -13,25 +13,39 @@ from .accel import Accel
 from .artifacts import save_json
 from .cohorts import member_name
 from .data import load_prepared
+from .models import predict
 from .plugins import Job
 from .poisons import read_poison_set
 from .stacking import train_stacked
 from .train import LossTrace, Recipe
 
+PROBE_IMAGES = 1000  # training images every trained and every undefended model must give finite outputs on (a cheap
+# forward pass: evaluation then checks every test image)
+DIVERGED = "training diverged, nothing saved (is a learning rate or weight decay too large?)"
 
-def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]], recipe: dict[str, Any],
-                 defence: dict[str, Any], seed: int, out_dir: str, threads: int, pretrained: str | None = None,
-                 bases: list[str] | None = None, gpu: dict[str, bool] | None = None) -> None:
+
+def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[str, int, str]],
+                 attacks: dict[str, dict[str, Any]], recipe: dict[str, Any], defence: dict[str, Any], seed: int,
+                 out_dir: str, threads: int, pretrained: str | None = None, bases: list[str] | None = None,
+                 gpu: dict[str, bool] | None = None) -> None:
     """Train every member under the defence, as one stacked network where the defence and the model stack, else one
     after another, and write each member's model.pt and train_log.json (with its poison set's description and what the
-    defence measured) to out_dir/<member name>/. `gpu`: the config's GPU speed options (accel.Accel's fields)."""
+    defence measured) to out_dir/<member name>/. `attacks`: the config's attack blocks by name, which every member's
+    poison set is checked against before anything trains; `gpu`: the config's GPU speed options (accel.Accel's
+    fields)."""
     accel = Accel(**gpu or {})
     torch.set_num_threads(threads)
     ds = load_prepared(data_path)
-    sets = [read_poison_set(p) for p in poison_paths]
+    sets = [read_poison_set(p, ds, attacks[attack], target, amount)
+            for p, (attack, target, amount) in zip(poison_paths, members, strict=True)]
     r = Recipe.from_config(recipe)
     method, settings = plugins.settings("defence", defence)
+    probe = ds.x_train[:PROBE_IMAGES]
+    files = [Path(out_dir) / member_name(*member) / "model.pt" for member in members]
     with devices.acquire() as device:
+        for base in bases or []:  # every defence reads only an undefended model with finite weights and outputs
+            with models.non_finite_outputs_named(base, "refused as the undefended model this defence reads"):
+                predict(models.load_model(base), probe, device)
         if len(sets) > 1 and method.stacks and plugins.method("model", r.model).stacks and not r.trace_per_epoch:
             adversary = method.adversary(settings, seed) if method.adversary else None
             trained, infos = train_stacked(ds.x_train, ds.y_train, [ps for ps, _ in sets], ds.num_classes, r, seed,
@@ -39,7 +53,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
             traces: list[LossTrace | None] = [None] * len(sets)
         else:  # one after another, each as its own run
             trained, infos, traces = [], [], []
-            for (ps, _), base in zip(sets, bases or [None] * len(sets), strict=True):
+            for (ps, _), base, file in zip(sets, bases or [None] * len(sets), files, strict=True):
                 x, y = ps.apply_to(ds.x_train, ds.y_train)
                 trace = None
                 if r.trace_per_epoch and method.name == "none":  # Figure 4-1 traces plain training only
@@ -47,15 +61,18 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
                     n = ps.count  # the backdoored examples, not WaNet's noise-mode images
                     trace = LossTrace({"poisoned": (ps.images[:n], ps.labels[:n]), "poisoned_without_trigger":
                                        (ps.untriggered[:n], ps.labels[:n]), "all": (x[sample], y[sample])}, device)
-                model, info = method.fit(Job(x, y, ds.num_classes, r, seed, device, ps.mask(len(y)), pretrained, base,
-                                             trace, accel, (ds.x_train, ds.y_train)), settings)
+                with models.non_finite_outputs_named(str(file), DIVERGED):  # what the defence measures on the way
+                    model, info = method.fit(Job(x, y, ds.num_classes, r, seed, device, ps.mask(len(y)), pretrained,
+                                                 base, trace, accel, (ds.x_train, ds.y_train)), settings)
                 trained.append(model)
                 infos.append(info)
                 traces.append(trace)
-    for (attack, target, amount), model, info, trace, (ps, meta) in zip(members, trained, infos, traces, sets,
-                                                                       strict=True):
-        folder = Path(out_dir) / member_name(attack, target, amount)
-        models.save_weights(folder / "model.pt", info["arch"], model)
-        save_json(folder / "train_log.json", {"defence": {}, **info, "loss_trace": trace.points if trace else [],
-                                              "defence_method": method.name,
-                                              "poison": {**meta, "count": ps.count, "crossed": ps.crossed}})
+        for file, model in zip(files, trained, strict=True):  # a last update can leave finite weights, NaN outputs
+            with models.non_finite_outputs_named(str(file), DIVERGED):
+                predict(model, probe, device)
+    for file, model, info, trace, (ps, meta) in zip(files, trained, infos, traces, sets, strict=True):
+        models.save_weights(file, info["arch"], model)
+        save_json(file.with_name("train_log.json"), {"defence": {}, **info,
+                                                     "loss_trace": trace.points if trace else [],
+                                                     "defence_method": method.name,
+                                                     "poison": {**meta, "count": ps.count, "crossed": ps.crossed}})

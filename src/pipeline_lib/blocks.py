@@ -15,6 +15,11 @@ T = TypeVar("T")
 _SCHEMA_CHECK: ContextVar[bool] = ContextVar("schema_check", default=True)
 
 _JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+# bounds of size-like keys, far beyond any real experiment: a larger value would only exhaust the memory or time
+# of its job, so planning refuses it by key. Published batches are at most a few thousand images (65,536 32x32
+# colour images are 0.8 GB as floats); optimisation steps at most a few hundred thousand.
+MAX_BATCH = 65_536
+MAX_STEPS = 10_000_000
 
 
 def key(default: Any = dataclasses.MISSING, help: str = "", **bounds: Any) -> Any:
@@ -90,6 +95,15 @@ def schema_errors(schema: dict[str, Any], block: dict[str, Any]) -> list[Any]:
     return sorted(Draft202012Validator(schema).iter_errors(block), key=lambda e: list(e.absolute_path))
 
 
+def _integral(hint: Any, value: Any) -> Any:
+    """A value with the integers JSON Schema takes as floats (64.0, 1e3) made ints where the field's type is int."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and isinstance(value, tuple):
+        return tuple(_integral(args[0], v) for v in value)
+    ints = hint is int or (int in args and float not in args)
+    return int(value) if ints and isinstance(value, float) and value.is_integer() else value
+
+
 def from_block(cls: type[T], block: dict[str, Any], what: str) -> T:
     """An instance of the dataclass `cls` from a config block, checked against its JSON schema (unknown and
     missing keys, types and bounds refused by name) and its own __post_init__; YAML lists become tuples."""
@@ -104,8 +118,9 @@ def from_block(cls: type[T], block: dict[str, Any], what: str) -> T:
             raise BlockError(missing[0], f"missing ({what} needs it)")
         path = ".".join(str(p) for p in err.absolute_path)
         raise BlockError(path, " ".join(err.message.split())[:300])
+    hints = typing.get_type_hints(cls)
     try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in block.items()})
+        return cls(**{k: _integral(hints.get(k), tuple(v) if isinstance(v, list) else v) for k, v in block.items()})
     except BlockError:
         raise
     except ValueError as e:

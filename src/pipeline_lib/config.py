@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,6 @@ from .layout import CLEAN_AMOUNT, CLEAN_TARGET, Amount, Poisoned, Victim
 from .tables import FILTERING_COLUMNS, TSNE_COLUMNS, victim_columns
 
 
-def table_columns() -> set[str]:
-    """Every column a claim may read or select rows by: the victim tables' (with what each defence measures),
-    the filtering and t-SNE tables'."""
-    return {*victim_columns(), *FILTERING_COLUMNS, *TSNE_COLUMNS}
-
 VICTIM_KINDS = figure_kinds.names(source="victims")   # figures drawn from trained victims
 FILTER_KINDS = figure_kinds.names(source="poisons")   # figures drawn from scored poison sets
 GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
@@ -37,6 +32,9 @@ class ConfigError(ValueError):
 # beyond this many nodes (an alias bomb) nor a file beyond this many bytes
 MAX_YAML_NODES = 200_000
 MAX_YAML_BYTES = 10_000_000
+# deepest nesting of a config file (the presets nest 6 deep): PyYAML composes a document recursively, so a file
+# nested thousands deep would end in a RecursionError
+MAX_YAML_DEPTH = 100
 # longest one-line error: a value echoed in full could be a whole expanded config
 MAX_ERROR_CHARS = 300
 
@@ -72,6 +70,19 @@ def _check_expanded_size(root: yaml.Node, where: str) -> None:
         stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
+def _check_depth(text: str, where: str) -> None:
+    """Refuse a document nested deeper than MAX_YAML_DEPTH, from its parse events (the parser does not recurse)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{where}, line {event.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} "
+                                  "deep, refused")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader that refuses a key given twice in one mapping (merge keys `<<` may be overridden)."""
 
@@ -91,9 +102,9 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(path: str | Path) -> Any:
-    """A config file's contents; any problem (unreadable, not UTF-8, a NUL byte, invalid YAML, a duplicate key,
-    an alias bomb) raises ConfigError naming the file and line."""
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping of keys; any problem (unreadable, not UTF-8, a NUL byte, invalid YAML, nested too
+    deep, a duplicate key, an alias bomb, empty or not a mapping) raises ConfigError naming the file and line."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_YAML_BYTES + 1)
@@ -112,11 +123,16 @@ def load_yaml(path: str | Path) -> Any:
     loader = _StrictLoader(text)
     loader.name = str(path)
     try:
+        _check_depth(text, str(path))
         node = loader.get_single_node()
         if node is None:
-            return None
+            raise ConfigError(f"{path}: empty; a config file is a mapping of top-level keys (datasets, figures, ...)")
         _check_expanded_size(node, str(path))
-        return loader.construct_document(node)
+        data = loader.construct_document(node)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}, line {_line(node)}: a {type(data).__name__}, not the mapping of top-level "
+                              "keys (datasets, figures, ...) a config file is")
+        return data
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -136,9 +152,10 @@ def check_finite(obj: Any, key: str = "") -> None:
         check_finite(v, f"{key}.{k}" if key else str(k))
 
 
-def schema_error_line(err: Any) -> str:
+def schema_error_line(err: Any, overridden: Collection[str] = ()) -> str:
     """One line from a jsonschema ValidationError: the dotted key path and what is wrong; for a value matching
-    none of several alternatives, what is wrong under the alternative of its own kind (a list for a list)."""
+    none of several alternatives, what is wrong under the alternative of its own kind (a list for a list); text
+    where another type belongs, under a top-level key `overridden` by --config, says that --config gave it as text."""
     own_kind = [e for e in err.context or () if not (e.validator in ("type", "const", "enum") and not e.relative_path)]
     if own_kind:
         kinds = {e.schema_path[0] for e in err.context if e in own_kind}
@@ -148,6 +165,9 @@ def schema_error_line(err: Any) -> str:
     message = " ".join(err.message.split())
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + "... (value shortened)"
+    if err.validator == "type" and isinstance(err.instance, str) and err.absolute_path[0] in overridden:
+        message += (" (--config passes every value inside {...}, and .inf or .nan anywhere, as text: set them in "
+                    "a --configfile)")
     return f"config key '{path}': {message}"
 
 
@@ -252,6 +272,17 @@ def _check_amounts(config: dict[str, Any], where: str, grid: dict[str, Any]) -> 
                                   f"{sum(info.train_counts)} training images of dataset '{grid['dataset']}'")
 
 
+def _check_trigger(config: dict[str, Any], key: str, trigger: str, dataset: str) -> None:
+    """A trigger that takes only some image shapes (its dataclass's `check_shape`) takes the dataset's."""
+    check = getattr(plugins.settings("trigger", config["triggers"][trigger])[1], "check_shape", None)
+    try:
+        if check:
+            check(source_info(config, dataset).image_shape)
+    except ValueError as e:
+        raise ConfigError(f"config key '{key}': trigger '{trigger}' does not fit the images of dataset '{dataset}' "
+                          f"({config['datasets'][dataset]['source']}): {e}") from None
+
+
 def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset: str) -> None:
     """An interpolation must move each class towards another class."""
     spec = config["perturbations"][perturbation]
@@ -296,6 +327,8 @@ def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str,
         raise ConfigError(f"config key '{where}.targets': class {bad[0]} does not exist "
                           f"(dataset '{grid['dataset']}' has classes 0..{n - 1})")
     attack = config["attacks"][grid["attack"]]
+    if attack.get("trigger"):
+        _check_trigger(config, f"{where}.attack", attack["trigger"], grid["dataset"])
     if attack.get("perturbation"):
         _check_partner(config, f"{where}.attack", attack["perturbation"], grid["dataset"])
     if "recipe" in grid:
@@ -325,6 +358,8 @@ def _check_examples(config: dict[str, Any], fig: str, spec: dict[str, Any]) -> N
         for key, section in (("perturbation", "perturbations"), ("trigger", "triggers")):
             if key in c:
                 _known(config, f"{where}.columns.{col}.{key}", section, c[key], key)
+        if "trigger" in c:
+            _check_trigger(config, f"{where}.columns.{col}.trigger", c["trigger"], spec["dataset"])
         if "perturbation" in c:
             _check_partner(config, f"{where}.columns.{col}", c["perturbation"], spec["dataset"])
 
@@ -398,44 +433,132 @@ def _check_undefended_twins(fig: str, grids: list[tuple[str, dict[str, Any]]]) -
                               f"series '{label or fig}' needs the defence 'none' too")
 
 
-def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> None:
-    """A claim's measure reads a figure that has a table, its series and table columns."""
+def _figure_columns(config: dict[str, Any], fig: str) -> list[str]:
+    """The columns of a figure's table: its own (t-SNE, filtering) or the victim tables' (with every measure)."""
+    own = {"tsne": TSNE_COLUMNS, "filtering": FILTERING_COLUMNS}
+    return own.get(config["figures"][fig]["kind"]) or victim_columns()
+
+
+def _planned_rows(config: dict[str, Any], fig: str) -> list[dict[str, Any]]:
+    """The rows a figure's table will have, with the columns planning knows: the grid's names, target, amount and
+    seed; for victim tables also the methods, model, rate and (where the class sizes are known) poison count."""
+    kind = config["figures"][fig]["kind"]
+    if kind in FILTER_KINDS:
+        return [{"series": label, "dataset": p.dataset, "attack": p.attack, "target": p.target, "amount": p.amount,
+                 "seed": p.seed} for label, p in figure_poison_sets(config, fig)]
+    rows = []
+    for label, v in figure_rows(config, fig):
+        row = {"series": label, "dataset": v.dataset, "attack": v.attack, "recipe": v.recipe, "defence": v.defence,
+               "target": v.target, "amount": v.amount, "seed": v.seed}
+        if kind != "tsne":
+            attack = config["attacks"][v.attack]
+            defence = {"method": "none"} if v.defence == "none" else config["defences"][v.defence]
+            amount, sizes = Amount.parse(v.amount), source_info(config, v.dataset).train_counts
+            row |= {"method": attack["method"], "defence_method": defence["method"], "rate": amount.rate,
+                    "trigger": config["triggers"][attack["trigger"]]["pattern"] if attack.get("trigger")
+                    else attack["method"]}
+            trained = config["surrogates"][defence["pretrained"]]["recipe"] if defence.get("pretrained") else v.recipe
+            row["model"] = config["recipes"][trained]["model"]  # a pretrained model keeps its surrogate's architecture
+            if amount.count is not None or sizes:
+                row["count"] = amount.count if amount.count is not None else amount.resolve(sizes[v.target])
+        rows.append(row)
+    return rows
+
+
+def _same(a: Any, b: Any) -> bool:
+    """A claim's selector value and a table value are equal as the table read back compares them (text to text)."""
+    return isinstance(a, str) == isinstance(b, str) and a == b
+
+
+def _shown(value: Any) -> str:
+    """A table value as a message quotes it."""
+    return f"'{value}'" if isinstance(value, str) else str(value)
+
+
+def _levels(rows: list[dict[str, Any]], column: str) -> list[Any] | None:
+    """The distinct values of a column among planned rows, in order (empty cells left out; None when planning
+    does not know the column)."""
+    if any(column not in r for r in rows):
+        return None
+    return [v for v in dict.fromkeys(r[column] for r in rows) if v is not None]
+
+
+def _selected_rows(config: dict[str, Any], key: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The planned rows a measure selects: every `series` and `where` value it names must be one its figure plans,
+    and together they must select a row (columns planning cannot know, as a metric's, select nothing here)."""
+    fig = spec["figure"]
+    rows = _planned_rows(config, fig)
+    selectors = [("series", "series", spec["series"])] if spec.get("series") is not None else []
+    selectors += [(f"where.{column}", column, value) for column, value in spec.get("where", {}).items()]
+    picked = rows
+    for sub, column, value in selectors:
+        planned, wanted = _levels(rows, column), value if isinstance(value, list) else [value]
+        if planned is None:
+            continue
+        for w in wanted:
+            if not any(_same(w, p) for p in planned):
+                shown = ", ".join(map(_shown, planned[:12])) + (", ..." if len(planned) > 12 else "")
+                raise ConfigError(f"config key '{key}.{sub}': figure '{fig}' has no {column} {_shown(w)} (it has: "
+                                  f"{shown})")
+        picked = [r for r in picked if any(_same(w, r[column]) for w in wanted)]
+        if not picked:
+            raise ConfigError(f"config key '{key}.{sub}': figure '{fig}' has no row with {column} "
+                              f"{_shown(value)} among those the measure's other selectors pick")
+    return picked
+
+
+def _check_measure(config: dict[str, Any], key: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A claim's measure reads a figure that has a table, and columns and rows of that table; its planned rows."""
     fig = spec["figure"]
     _known(config, f"{key}.figure", "figures", fig, "figure")
     if config["figures"][fig]["kind"] not in figure_kinds.tabled():
         raise ConfigError(f"config key '{key}.figure': figure '{fig}' is a '{config['figures'][fig]['kind']}' "
                           "figure, which has no metric table")
-    labels = {label for label, _ in series(config, fig)}
-    for label in [spec["series"]] if isinstance(spec.get("series"), str) else spec.get("series") or []:
-        if label not in labels:
-            raise ConfigError(f"config key '{key}.series': figure '{fig}' has no series '{label}' "
-                              f"(it has: {', '.join(sorted(labels))})")
-    if spec["metric"] not in table_columns():
-        raise ConfigError(f"config key '{key}.metric': '{spec['metric']}' is not a column of the figure tables")
+    columns = _figure_columns(config, fig)
+    if spec["metric"] not in columns:
+        raise ConfigError(f"config key '{key}.metric': '{spec['metric']}' is not a column of the table of figure "
+                          f"'{fig}'")
     for column in spec.get("where", {}):
-        if column not in table_columns():
-            raise ConfigError(f"config key '{key}.where.{column}': not a column of the figure tables")
+        if column not in columns:
+            raise ConfigError(f"config key '{key}.where.{column}': not a column of the table of figure '{fig}'")
     if spec.get("aggregate") == "count_above" and "threshold" not in spec:
         raise ConfigError(f"config key '{key}.threshold': aggregate count_above needs a threshold")
+    rows = _selected_rows(config, key, spec)
+    if spec["metric"] in plugins.measures() and "defence_method" in rows[0] and not any(
+            spec["metric"] in plugins.method("defence", r["defence_method"]).measures for r in rows):
+        raise ConfigError(f"config key '{key}.metric': no defence of the rows it reads measures {spec['metric']} "
+                          f"(defences: {', '.join(dict.fromkeys(r['defence'] for r in rows))})")
+    return rows
 
 
 def check_claims(config: dict[str, Any]) -> None:
-    """Every claim measures figures that exist and have tables, with their own series and columns; margins and
-    counts go with orderings, trends run along a table column; no figure takes the scorecard's name."""
+    """Every claim measures figures that exist and have tables, with their own columns, and rows its series and
+    `where` values select; margins and counts go with orderings, per-column orderings find each column value on
+    both sides, trends run along a column with two or more values; no figure takes the scorecard's name."""
     if config.get("claims") and "scorecard" in config["figures"]:
         raise ConfigError("config key 'figures.scorecard': the name is the scorecard figure's; rename the figure")
     for name, claim in config.get("claims", {}).items():
-        for part in ("measured", "above", "below", "close_to"):
-            if part in claim:
-                _check_measure(config, f"claims.{name}.{part}", claim[part])
+        rows = {part: _check_measure(config, f"claims.{name}.{part}", claim[part])
+                for part in ("measured", "above", "below", "close_to") if part in claim}
         ordering = "above" in claim or "below" in claim
         for key in ("by_at_least", "per"):
             if key in claim and not ordering:
                 raise ConfigError(f"config key 'claims.{name}.{key}': only an ordering (above / below) takes it")
         for key in ("per", "along"):
-            if key in claim and claim[key] not in table_columns():
-                raise ConfigError(f"config key 'claims.{name}.{key}': '{claim[key]}' is not a column of the figure "
-                                  "tables")
+            if key in claim and claim[key] not in _figure_columns(config, claim["measured"]["figure"]):
+                raise ConfigError(f"config key 'claims.{name}.{key}': '{claim[key]}' is not a column of the table "
+                                  f"of figure '{claim['measured']['figure']}'")
+        if "per" in claim:
+            side = "above" if "above" in claim else "below"
+            mine, theirs = _levels(rows["measured"], claim["per"]), _levels(rows[side], claim["per"])
+            missing = [v for v in mine or [] if theirs is not None and not any(_same(v, t) for t in theirs)]
+            if missing:
+                raise ConfigError(f"config key 'claims.{name}.{side}': selects no row of {claim['per']} "
+                                  f"{_shown(missing[0])}, which the measured rows have")
+        levels = _levels(rows["measured"], claim["along"]) if "along" in claim else None
+        if levels is not None and len(levels) < 2:
+            raise ConfigError(f"config key 'claims.{name}.along': a trend needs two or more {claim['along']} values, "
+                              f"the measured rows have {len(levels)}")
 
 
 def claim_figures(config: dict[str, Any]) -> list[str]:

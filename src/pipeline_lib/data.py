@@ -140,13 +140,17 @@ def _class_names(z: dict[str, np.ndarray], origin: str) -> list[str]:
 
 
 def check_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """An archive's array headers, refusing (from them alone) arrays that are missing, of the wrong kind or beyond
-    the sanity caps, or label and image counts that differ: nothing is decompressed before this passes."""
+    """An archive's array headers, refusing (from them alone) arrays that are missing, of the wrong kind (images
+    not uint8) or beyond the sanity caps, an empty split, label and image counts that differ, or train and test
+    images of different sizes: nothing is decompressed before this passes."""
     headers = npz_headers(path)
     for name, kind in NPZ_ARRAYS.items():
         if name not in headers:
             raise ArtifactError(f"{path}: missing array '{name}' (has: {', '.join(sorted(headers)) or 'none'})")
         shape, dtype = headers[name]
+        if name.startswith("x_") and dtype != np.uint8:  # refuse, never wrap, images that do not fit 8 bits
+            raise ArtifactError(f"{path}: array '{name}' has dtype {dtype}, expected uint8 (0..255); rescale the "
+                                "images to 8 bits first")
         if dtype.kind not in kind or dtype.itemsize > 8:
             raise ArtifactError(f"{path}: array '{name}' has dtype {dtype}, expected kind '{kind}'")
         if shape and shape[0] > MAX_IMAGES:
@@ -159,6 +163,11 @@ def check_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
         if len(xs) not in (3, 4) or max(xs[1:3]) > MAX_IMAGE_SIDE or (len(xs) == 4 and xs[3] not in (1, 3)):
             raise ArtifactError(f"{path}: x_{split} has shape {xs}, expected (N, H, W) or (N, H, W, C) with C in "
                                 f"(1, 3) and sides of at most {MAX_IMAGE_SIDE}")
+        if xs[0] == 0:
+            raise ArtifactError(f"{path}: x_{split} is empty (no {split} images)")
+    train, test = (image_shape(headers[f"x_{split}"][0]) for split in ("train", "test"))
+    if train != test:
+        raise ArtifactError(f"{path}: x_train images {train} differ from x_test {test}")
     if "classes" in headers:
         shape, dtype = headers["classes"]
         if len(shape) != 1 or shape[0] > MAX_CLASSES or dtype.kind not in "U" or dtype.itemsize > 4 * 256:
@@ -171,10 +180,6 @@ def load_local_npz(path: Path) -> Dataset:
     """A local archive with x_train, y_train, x_test, y_test (and optionally class names in `classes`)."""
     check_npz_headers(path)
     z = load_npz(path, NPZ_ARRAYS)
-    for split in ("train", "test"):  # refuse, never wrap, images that do not fit 8 bits
-        if z[f"x_{split}"].dtype != np.uint8:
-            raise ArtifactError(f"{path}: array 'x_{split}' has dtype {z[f'x_{split}'].dtype}, expected uint8 "
-                                "(0..255); rescale the images to 8 bits first")
     classes = _class_names(z, str(path))
     for split in ("train", "test"):
         if z[f"x_{split}"].ndim == 3:  # grayscale without channel axis
@@ -220,9 +225,13 @@ def describe(source: str) -> SourceInfo:
         y = z[f"y_{split}"]
         if y.size and (y.min() < 0 or y.max() >= n):
             raise ArtifactError(f"{path}: y_{split} has labels outside 0..{n - 1}")
-    shape = headers["x_train"][0]
     counts = np.bincount(z["y_train"].astype(np.int64), minlength=n)
-    return SourceInfo(n, tuple(shape[1:]) + ((1,) if len(shape) == 3 else ()), tuple(int(c) for c in counts))
+    return SourceInfo(n, image_shape(headers["x_train"][0]), tuple(int(c) for c in counts))
+
+
+def image_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(H, W, C) of an (N, H, W) or (N, H, W, C) image array (grayscale without a channel axis: C = 1)."""
+    return tuple(shape[1:]) + ((1,) if len(shape) == 3 else ())
 
 
 def local_path(source: str) -> Path | None:

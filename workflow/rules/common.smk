@@ -59,7 +59,8 @@ def validated(cfg):
         check_references(cfg)
     except WorkflowError as e:
         cause = e.__context__  # snakemake wraps the jsonschema ValidationError
-        stop(f"invalid config: {schema_error_line(cause) if hasattr(cause, 'absolute_path') else e}")
+        overridden = workflow.config_settings.overwrite_config or {}  # --config's keys: nested values come as text
+        stop(f"invalid config: {schema_error_line(cause, overridden) if hasattr(cause, 'absolute_path') else e}")
     except (ConfigError, plugins.PluginError) as e:
         stop(f"invalid config: {e}")
     return cfg

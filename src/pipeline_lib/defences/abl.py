@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..blocks import key
+from ..blocks import MAX_BATCH, key
 from ..plugins import Defence, Job
 from . import Trained, detection, per_sample_loss
 
@@ -34,7 +34,7 @@ class Config:
     finetuning_milestones: tuple[float, ...] = key((40,), "finetuning epochs where the rate drops x0.1")
     unlearning_epochs: float = key(5, "gradient-ascent epochs on the isolated examples", exclusiveMinimum=0)
     unlearning_lr: float = key(5e-4, "unlearning learning rate", exclusiveMinimum=0)
-    batch_size: int = key(128, "batch size of every phase", minimum=1)
+    batch_size: int = key(128, "batch size of every phase", minimum=1, maximum=MAX_BATCH)
     lr: float = key(0.1, "isolation (constant) and finetuning rate", exclusiveMinimum=0)
     momentum: float = key(0.9, "SGD momentum", minimum=0, exclusiveMaximum=1)
     nesterov: bool = key(True, "Nesterov momentum")

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..blocks import key
+from ..blocks import MAX_STEPS, key
 from ..plugins import Defence, Job
 from . import Trained
 
@@ -17,7 +17,7 @@ class Config:
 
     norm: str = key(help="PGD's norm", enum=["l2", "linf"])
     eps: float = key(help="PGD radius on the 0..255 scale", exclusiveMinimum=0)
-    steps: int = key(help="PGD steps", minimum=1)
+    steps: int = key(help="PGD steps", minimum=1, maximum=MAX_STEPS)
     step: float | None = key(None, "PGD step on the 0..255 scale (default 2.5 eps / steps)", exclusiveMinimum=0)
     random_start: bool = key(True, "start from a random point of the ball (Madry et al.); poisons never do")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..blocks import key
+from ..blocks import MAX_BATCH, MAX_STEPS, key
 from ..plugins import Defence, Job
 from . import Trained, clean_share
 
@@ -37,8 +37,8 @@ class Config:
     alpha: float = key(0.2, "weight of the masked (unperturbed) loss; 1 - alpha weighs the perturbed one",
                        minimum=0, maximum=1)
     lr: float = key(0.2, "the masks' SGD learning rate (BackdoorBench: 0.01)", exclusiveMinimum=0)
-    iterations: int = key(2000, "mask optimisation steps", minimum=1)
-    batch_size: int = key(128, "images per step, drawn with replacement", minimum=1)
+    iterations: int = key(2000, "mask optimisation steps", minimum=1, maximum=MAX_STEPS)
+    batch_size: int = key(128, "images per step, drawn with replacement", minimum=1, maximum=MAX_BATCH)
     threshold: float = key(0.2, "prune neurons whose mask ends at or below this", minimum=0, maximum=1)
 
     def __post_init__(self) -> None:

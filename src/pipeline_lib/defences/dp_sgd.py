@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..blocks import BlockError, key
+from ..blocks import MAX_BATCH, MAX_STEPS, BlockError, key
 from ..plugins import Defence, Job
 from . import Trained
 
@@ -20,7 +20,7 @@ class FrozenConfig:
 
     lr: float = key(help="learning rate (the thesis's baseline: DP-SGD's divided by the microbatches)",
                     exclusiveMinimum=0)
-    steps: int = key(help="optimiser steps (lots)", minimum=1)
+    steps: int = key(help="optimiser steps (lots)", minimum=1, maximum=MAX_STEPS)
     pretrained: str | None = key(None, PRETRAINED_HELP)
     trainable_layers: int = key(3, "last conv/linear layers trained", minimum=1)
     lot_size: int = key(2000, "examples per lot (thesis: 2000 of 50 000)", minimum=1)
@@ -36,7 +36,7 @@ class Config(FrozenConfig):
     microbatches: int | None = key(None, "microbatches per lot (TF Privacy's num_microbatches; thesis 16), each "
                                    "microbatch's mean gradient clipped; left out, one per example (opacus, "
                                    "Poisson-sampled lots); must divide lot_size", minimum=1)
-    physical_batch: int = key(250, "examples per forward pass (memory only)", minimum=1)
+    physical_batch: int = key(250, "examples per forward pass (memory only)", minimum=1, maximum=MAX_BATCH)
 
     def __post_init__(self) -> None:
         if self.microbatches and self.lot_size % self.microbatches:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..blocks import key
+from ..blocks import MAX_BATCH, key
 from ..plugins import Defence, Job
 from . import Trained, clean_share
 
@@ -37,13 +37,14 @@ class Config:
     clean_ratio: float = key(0.05, "the defender's clean share of the training set", exclusiveMinimum=0, maximum=1)
     teacher_epochs: float = key(10, "epochs fine-tuning the teacher (the authors: 5 to 10)", exclusiveMinimum=0)
     epochs: float = key(20, "epochs distilling into the victim", minimum=0)
-    batch_size: int = key(64, "images per step", minimum=1)
+    batch_size: int = key(64, "images per step", minimum=1, maximum=MAX_BATCH)
     lr: float = key(0.1, "learning rate of the first `drop_epoch` epochs, x0.1 after", exclusiveMinimum=0)
     drop_epoch: float = key(2, "the epoch from which the rate is x0.1", minimum=0)
     weight_decay: float = key(1e-4, "SGD weight decay", minimum=0)
     p: float = key(2.0, "power of |activation| in the attention map", exclusiveMinimum=0)
     betas: tuple[float, ...] = key((500.0, 1000.0, 1000.0), "weight of each distilled layer's attention loss, "
-                                   "from the largest map to the smallest", minItems=1)
+                                   "from the largest map to the smallest", minItems=1,
+                                   items={"type": "number", "minimum": 0})
 
 
 def attention(fm: torch.Tensor, p: float) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..blocks import key
+from ..blocks import MAX_BATCH, key
 from ..plugins import Defence, Job
 from . import Trained, clean_share
 
@@ -37,7 +37,7 @@ class Config:
 
     clean_ratio: float = key(0.05, "the defender's clean share of the training set", exclusiveMinimum=0, maximum=1)
     epochs: int = key(80, "passes over the clean share per label", minimum=1)
-    batch_size: int = key(32, "images per optimisation step", minimum=1)
+    batch_size: int = key(32, "images per optimisation step", minimum=1, maximum=MAX_BATCH)
     lr: float = key(0.1, "Adam's learning rate for mask and pattern", exclusiveMinimum=0)
     init_cost: float = key(1e-3, "the L1 cost once the trigger first succeeds", exclusiveMinimum=0)
     success: float = key(0.99, "attack success rate a reversed trigger must reach", exclusiveMinimum=0, maximum=1)
@@ -76,7 +76,7 @@ def reverse_trigger(model: torch.nn.Module, x: torch.Tensor, label: int, c: Conf
     mask_t = to_tanh(torch.rand(1, 1, h, w, generator=gen, device=x.device)).requires_grad_(True)
     pattern_t = to_tanh(torch.rand(1, ch, h, w, generator=gen, device=x.device)).requires_grad_(True)
     opt = torch.optim.Adam([mask_t, pattern_t], lr=c.lr, betas=(0.5, 0.9))
-    target = torch.full((c.batch_size,), label, device=x.device)
+    target = torch.full((min(c.batch_size, len(x)),), label, device=x.device)
     cost, cost_set, up, down = 0.0, 0, 0, 0
     best: tuple[torch.Tensor, torch.Tensor, float] | None = None
     for _ in range(c.epochs):

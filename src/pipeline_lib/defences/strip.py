@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 class Config:
     """STRIP's keys: the authors' N and false rejection rate."""
 
-    overlays: int = key(100, "clean images each input is superimposed on (the authors' N)", minimum=2)
+    overlays: int = key(100, "clean images each input is superimposed on (the authors' N)", minimum=2,
+                       maximum=10_000)  # 100 times the authors' N; each input's overlays are one forward pass
     frr: float = key(0.01, "preset false rejection rate: the threshold's quantile of the clean entropies' normal",
                      exclusiveMinimum=0, exclusiveMaximum=0.5)
     inputs: int = key(2000, "at most this many inputs of each kind scored (the authors fit on 2000)", minimum=10)
-    seed: int = key(0, "the split of the test set and the overlay draws", minimum=0)
+    seed: int = key(0, "the split of the test set and the overlay draws", minimum=0, maximum=2 ** 32 - 1)
 
 
 # superimposed images a forward pass: on a GPU as many as models.batched takes; on a CPU fewer, as its caches hold

@@ -46,6 +46,11 @@ class Warp:
                               exclusiveMinimum=0, maximum=1)
     seed: int = key(0, "seed of the random field", minimum=0, maximum=2 ** 32 - 1)
 
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse images of shape (H, W, C) the field cannot warp (planning checks each dataset's with it)."""
+        if shape[0] != shape[1]:
+            raise ValueError(f"WaNet's warp takes square images, got {shape[0]}x{shape[1]}")
+
     def apply(self, images: np.ndarray) -> np.ndarray:
         """Warped copies of uint8 NHWC (or HWC) square images."""
         return self._warp(images, None)
@@ -62,9 +67,8 @@ class Warp:
 
         check_uint8(images)
         batch = images.reshape(-1, *images.shape[-3:])
-        h, w = batch.shape[1:3]
-        if h != w:
-            raise ValueError(f"WaNet's warp takes square images, got {h}x{w}")
+        self.check_shape(batch.shape[1:])
+        h = batch.shape[1]
         grid = warp_grid(h, self.k, self.s, self.grid_rescale, self.seed).double().expand(len(batch), -1, -1, -1)
         if rng is not None:
             grid = torch.clamp(grid + torch.from_numpy(rng.uniform(-1, 1, grid.shape)) / h, -1, 1)

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from pipeline_lib import devices
+from pipeline_lib.config import read_config
 from pipeline_lib.poisons import poison
 from pipeline_lib.data import Dataset, load_source
 from pipeline_lib.layout import Amount
@@ -85,7 +85,7 @@ def main() -> None:
             if source.startswith("npz:") and not Path(source[4:]).is_file():
                 print(f"\n{label}: skipped, {source[4:]} not found")
                 continue
-            recipe = Recipe.from_config(yaml.safe_load((ROOT / file).read_text())["recipes"][name])
+            recipe = Recipe.from_config(read_config(ROOT / file, ROOT)["recipes"][name])
             ds = load_source(source, ROOT / "data")
             startup = startup_seconds(source)
             total_steps = math.ceil(recipe.epochs * (len(ds.y_train) // recipe.batch_size))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from pipeline_lib import devices
+from pipeline_lib.config import read_config
 from pipeline_lib.data import load_source
 from pipeline_lib.models import predict
 from pipeline_lib.train import Recipe, train
@@ -34,7 +34,7 @@ def load_recipe(spec: str, epochs: dict[str, float]) -> tuple[str, Recipe]:
     """FILE:NAME[@MODEL] -> (NAME, Recipe), with an optional epoch override that rescales milestones."""
     file, rest = spec.rsplit(":", 1)
     name, _, model = rest.partition("@")
-    block = dict(yaml.safe_load((ROOT / file).read_text())["recipes"][name])
+    block = dict(read_config(ROOT / file, ROOT)["recipes"][name])
     if model:
         block.update(model=model, model_options={})
     if name in epochs:

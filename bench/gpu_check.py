@@ -152,11 +152,13 @@ def with_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """A config file with the schema's defaults filled in (needs PyYAML)."""
+    """A config file, its includes layered under it, with the schema's defaults filled in (needs PyYAML)."""
     import yaml
 
+    from pipeline_lib.config import read_config
+
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    return with_defaults(yaml.safe_load(path.read_text()), schema, schema)
+    return with_defaults(read_config(path, ROOT), schema, schema)
 
 
 def dataset_images(cfg: dict[str, Any], notes: list[str]) -> dict[str, tuple[int, int]]:

@@ -15,11 +15,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def load_config(path: str) -> dict:
-    """A config file as the workflow sees it: schema-validated, defaults filled in."""
-    import yaml
+def raw_config(path: str) -> dict:
+    """A config file as the workflow reads it before validation: the files its `include` lists layered under it."""
+    from pipeline_lib.config import read_config
 
-    return load_config_dict(yaml.safe_load((ROOT / path).read_text()))
+    return read_config(ROOT / path, ROOT)
+
+
+def load_config(path: str) -> dict:
+    """A config file as the workflow sees it: includes layered, schema-validated, defaults filled in."""
+    return load_config_dict(raw_config(path))
 
 
 def load_config_dict(cfg: dict) -> dict:

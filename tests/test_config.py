@@ -194,12 +194,11 @@ def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(e
     (lambda c: c.update(figures={}), "figures"),                                               # nothing to build
 ])
 def test_the_schema_refuses_duplicates_and_an_empty_figure_list(edit, key):
-    import yaml
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from conftest import ROOT
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    from conftest import ROOT, raw_config
+    cfg = raw_config("config/demo.yaml")
     edit(cfg)
     with pytest.raises(WorkflowError) as err:
         validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))

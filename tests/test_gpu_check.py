@@ -14,7 +14,7 @@ import gpu_check  # noqa: E402
 # what a bare GPU machine lacks (it has torch and numpy)
 BLOCKED = ("yaml", "pandas", "snakemake", "opacus", "sklearn", "scipy", "matplotlib", "seaborn", "jsonschema",
            "torchvision")
-DEVICE_COMMAND = "python bench/gpu_check.py"  # README.md's command for the device machine
+DEVICE_COMMAND = "python bench/gpu_check.py"  # docs/gpu-and-cluster.md's command for the device machine
 
 
 def errors(figures, where=""):
@@ -36,7 +36,7 @@ def test_smoke_run_from_the_bundle_on_torch_and_numpy_alone_reports_every_part_w
         (blocked / package / "__init__.py").write_text(f"raise ImportError('{package} is blocked in this test')")
     out = tmp_path / "out"
     out.mkdir()
-    assert f"    {DEVICE_COMMAND}\n" in (ROOT / "README.md").read_text()
+    assert f"    {DEVICE_COMMAND}\n" in (ROOT / "docs/gpu-and-cluster.md").read_text()
     env = {**os.environ, "OUT": str(out), "PYTHONPATH": str(blocked)}
     run = subprocess.run([sys.executable, *DEVICE_COMMAND.split()[1:], "--smoke", "--bundle-dir", str(bundle)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, raw_config
 from pipeline_lib import devices
 from pipeline_lib.artifacts import ArtifactError, DivergedError, atomic_path, load_json, load_npz, save_json
 from pipeline_lib.config import ConfigError, load_yaml
@@ -27,7 +27,7 @@ ARCH = {"name": "small_cnn", "in_channels": 1, "num_classes": 10}
 
 
 def demo_config() -> dict:
-    return yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    return raw_config("config/demo.yaml")
 
 
 def plan(tmp_path, text: str | bytes, as_preset: bool = True) -> list[str]:
@@ -100,9 +100,9 @@ def test_an_unreadable_config_yaml_is_named_with_its_line(tmp_path, raw, message
     assert len(lines) == 1 and lines[0].startswith(f"invalid config: {message}"), lines
 
 
-def test_the_demo_and_full_configs_load_strictly_as_yaml_reads_them():
-    for path in ("config.yaml", "config/demo.yaml", "config/shared_subsets.yaml", "config/leaderboard.yaml"):
-        assert load_yaml(ROOT / path) == yaml.safe_load((ROOT / path).read_text())
+def test_every_shipped_config_file_loads_strictly_as_yaml_reads_it():
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "config").rglob("*.yaml"))]:  # presets and their layers
+        assert load_yaml(path) == yaml.safe_load(path.read_text()), path
 
 
 # --------------------------------------------------------------------------- npz archives
@@ -517,7 +517,7 @@ def defences_reading_the_undefended_model() -> list[dict]:
     """A config.yaml block of every defence that reads the undefended victim."""
     from pipeline_lib import plugins
 
-    blocks = {b["method"]: b for b in yaml.safe_load((ROOT / "config.yaml").read_text())["defences"].values()}
+    blocks = {b["method"]: b for b in raw_config("config.yaml")["defences"].values()}
     return [blocks[name] for name, d in sorted(plugins.catalogue()["defence"].items()) if d.needs_base]
 
 

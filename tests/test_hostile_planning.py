@@ -5,9 +5,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT, load_config_dict
+from conftest import ROOT, load_config, load_config_dict, raw_config
 from pipeline_lib import plugins
 from pipeline_lib.artifacts import ArtifactError
 from pipeline_lib.blocks import BlockError
@@ -30,7 +29,7 @@ def refusal(cfg: dict) -> str:
 
 
 def test_a_claim_on_a_defence_the_figure_leaves_out_is_refused_at_planning_not_after_training():
-    cfg = yaml.safe_load((ROOT / "config/leaderboard.yaml").read_text())
+    cfg = raw_config("config/leaderboard.yaml")
     cfg["claims"] = {k: c for k, c in cfg["claims"].items()  # the digits claims: no data files needed
                      if all(c[p]["figure"] == "leaderboard-digits"
                             for p in ("measured", "below", "close_to") if p in c)}
@@ -80,7 +79,7 @@ def test_a_claim_selecting_rows_its_figure_does_not_plan_is_refused_by_key(edit,
 def test_every_preset_s_claims_select_planned_rows(shared_data, monkeypatch):
     monkeypatch.chdir(ROOT)  # the presets name their archives relative to the checkout
     for path in ("config.yaml", "config/demo.yaml", "config/leaderboard.yaml", "config/shared_subsets.yaml"):
-        cfg = load_config_dict(yaml.safe_load((ROOT / path).read_text()))
+        cfg = load_config(path)
         plugins.use(cfg["plugins"])
         check_references(cfg)
 

@@ -11,10 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
-from conftest import ROOT
+from conftest import ROOT, raw_config
 from pipeline_lib import models, privacy
 from pipeline_lib.defences import anp, neural_cleanse, strip
 from pipeline_lib.models import to_float
@@ -204,7 +203,7 @@ def test_a_trained_trigger_runs_its_networks_on_their_device_and_triggers_as_bef
 
 
 def test_only_perturbations_that_run_a_network_ask_for_a_gpu(tmp_path):
-    perturbations = yaml.safe_load((ROOT / "config.yaml").read_text())["perturbations"]
+    perturbations = raw_config("config.yaml")["perturbations"]
     names = ["noise_8", "pixel_t02", "pgd_l2_300"]
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
                         "--configfile", str(ROOT / "config.yaml"), "-n",

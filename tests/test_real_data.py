@@ -3,9 +3,8 @@ every link of the perturbed label-consistent poison chain holds."""
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT
+from conftest import raw_config
 from pipeline_lib import defences, models
 from pipeline_lib.poisons import poison, read_perturbed, read_poison_set, write_poison_set
 from pipeline_lib.layout import Amount
@@ -21,7 +20,7 @@ from pipeline_lib.triggers.patch import bottom_right
 @pytest.mark.slow
 def test_badnets_on_one_percent_of_real_mnist_succeeds_without_hurting_accuracy(shared_data):
     ds = load_source(f"npz:{shared_data / 'mnist_subset.npz'}", "unused")
-    recipe = Recipe.from_config(yaml.safe_load((ROOT / "config/shared_subsets.yaml").read_text())["recipes"]["mnist_cnn"])
+    recipe = Recipe.from_config(raw_config("config/shared_subsets.yaml")["recipes"]["mnist_cnn"])
     trigger, cpu = make_trigger("bottom_right"), torch.device("cpu")
     ps = poison("badnets", ds.x_train, ds.y_train, 0, Amount(count=round(0.01 * len(ds.y_train))), trigger, seed=0)
     model, _ = train(*ps.apply_to(ds.x_train, ds.y_train), ds.num_classes, recipe, seed=0, device=cpu)

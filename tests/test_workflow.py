@@ -1,5 +1,6 @@
 """The Snakemake workflow: plans the full grid offline, lints clean, runs the demo end to end,
 caches every stage and fails on bad config with one line naming the key."""
+import hashlib
 import json
 import re
 import shutil
@@ -10,9 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
 
-from conftest import ROOT, load_config, load_config_dict
-from pipeline_lib.config import cohort_plan, figure_victims, trained_victims
+from conftest import ROOT, load_config, load_config_dict, raw_config
+from pipeline_lib import layout
+from pipeline_lib.config import cohort_plan, figure_victims, schema_error_line, trained_victims
+from pipeline_lib.layout import Victim
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
@@ -123,7 +127,7 @@ def test_lint_is_clean():
      "invalid config: config key 'defences.dp_0.microbatches': 15 does not divide lot_size 256"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(tmp_path, edit, message):
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = raw_config("config/demo.yaml")
     edit(cfg)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(tmp_path, "--configfile", str(tmp_path / "bad.yaml"), "-n")
@@ -136,7 +140,7 @@ def test_config_overrides_apply_to_the_default_config_and_to_presets(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"rule train_cohort:.*?threads: 3", r.stdout, re.S)
     r = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/demo.yaml"), "--config", "train_threads=2",
-                  "--cores", "8", "results/figures/fig3-8.png")
+                  "--cores", "8", "results/demo/figures/fig3-8.png")
     assert r.returncode == 0 and "fig3-8" in r.stdout and "cifar10" not in r.stdout  # the preset replaced config.yaml
     assert re.search(r"rule train_cohort:.*?threads: 2", r.stdout, re.S)
 
@@ -150,7 +154,7 @@ def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path):
 
 
 def test_a_broken_config_stops_with_exactly_one_line(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = raw_config("config/demo.yaml")
     cfg["figures"]["fig3-2"]["targets"] = [0, 0]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(tmp_path, "--configfile", str(tmp_path / "bad.yaml"), "-n")
@@ -169,7 +173,7 @@ def test_a_changed_dataset_file_whose_preparation_fails_never_counts_as_up_to_da
                  x_test=rng.integers(0, 256, (8, test_side, 8, 1), dtype=np.uint8))
 
     archive(8)
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = raw_config("config/demo.yaml")
     cfg["datasets"]["d"] = {"source": f"npz:{tmp_path / 'd.npz'}"}
     cfg["figures"] = {"ex": {"kind": "examples", "title": "x", "dataset": "d", "classes": [0], "columns": {"a": {}}}}
     cfg["claims"] = {}                                           # its claims read figures dropped here
@@ -184,8 +188,10 @@ def test_a_changed_dataset_file_whose_preparation_fails_never_counts_as_up_to_da
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    """The demo pipeline, run once end to end into a fresh directory."""
-    work = tmp_path_factory.mktemp("demo")
+    """The demo pipeline, run once end to end into a fresh checkout-like folder (in a folder of its own, so a test
+    can put ../shared beside it)."""
+    work = tmp_path_factory.mktemp("demo") / "checkout"
+    work.mkdir()
     r = snakemake(work, "--configfile", str(ROOT / "config/demo.yaml"), "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
@@ -194,34 +200,34 @@ def demo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_demo_draws_every_figure_from_real_training(demo):
     for fig in load_config("config/demo.yaml")["figures"]:
-        assert (demo / "results/figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
-    gu = pd.read_csv(demo / "results/tables/fig2-1.csv")
-    lc = pd.read_csv(demo / "results/tables/fig3-2.csv")
+        assert (demo / "results/demo/figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    gu = pd.read_csv(demo / "results/demo/tables/fig2-1.csv")
+    lc = pd.read_csv(demo / "results/demo/tables/fig3-2.csv")
     assert len(gu) == 6 and len(lc) == 4 and gu["clean_accuracy"].min() > 0.95
     assert gu[gu["count"] == 34]["asr_labelled"].mean() >= 0.9
     assert ((lc["fraction_of_class"] - lc["rate"]).abs() < 0.005).all()  # count = round(rate x class size)
-    every = pd.read_csv(demo / "results/tables/all_victims.csv")
+    every = pd.read_csv(demo / "results/demo/tables/all_victims.csv")
     assert set(every["method"]) == {"badnets", "label_consistent", "input_aware", "none"}
     assert every[every["defence"] == "none"]["clean_accuracy"].min() > 0.85
 
 
 @pytest.mark.slow
 def test_demo_scores_every_claim_of_its_preset(demo):
-    card = pd.read_csv(demo / "results/tables/scorecard.csv")
+    card = pd.read_csv(demo / "results/demo/tables/scorecard.csv")
     assert card["claim"].tolist() == list(load_config("config/demo.yaml")["claims"])
     assert card["measured"].notna().all() and set(card["verdict"]) <= {"holds", "fails", "inconclusive"}
     assert (card["statistic_low"] <= card["statistic"] + 1e-9).all()
     assert (card["statistic"] <= card["statistic_high"] + 1e-9).all()
-    md = (demo / "results/tables/scorecard.md").read_text()
+    md = (demo / "results/demo/tables/scorecard.md").read_text()
     n = card["verdict"].value_counts()
     assert f"{n.get('holds', 0)} hold, {n.get('fails', 0)} fail, {n.get('inconclusive', 0)} inconclusive" in md
     assert md.count("\n| ") == len(card) + 2
-    assert (demo / "results/figures/scorecard.png").read_bytes()[:4] == b"\x89PNG"
+    assert (demo / "results/demo/figures/scorecard.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
 def test_demo_surrogates_record_clean_and_robust_accuracy(demo):
-    metrics = {s: json.loads((demo / f"results/surrogates/{s}/metrics.json").read_text())
+    metrics = {s: json.loads((demo / f"results/demo/surrogates/{s}/metrics.json").read_text())
                for s in ("adversarial", "standard", "blackbox", "trusted")}
     assert all(m["clean_accuracy"] > 0.8 for m in metrics.values())
     assert metrics["adversarial"]["robust_accuracy"] > metrics["standard"]["robust_accuracy"]
@@ -234,14 +240,14 @@ def test_demo_filter_ranks_dirty_label_poisons_lowest(demo):
 
     found = {}
     for attack in ("gu", "l2_80"):
-        z = np.load(demo / f"results/filtering/digits/trusted/{attack}/t0-n10-s0.npz")
+        z = np.load(demo / f"results/demo/filtering/digits/trusted/{attack}/t0-n10-s0.npz")
         found[attack] = int(z["poisoned"][np.argsort(z["probability"])[:100]].sum())
     assert found["gu"] >= 8 and found["gu"] > found["l2_80"]
 
 
 @pytest.mark.slow
 def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
-    log = json.loads((demo / "results/victims/digits/l2_80/digits_cnn_traced/none/t0-p0.25-s0/train_log.json")
+    log = json.loads((demo / "results/demo/victims/digits/l2_80/digits_cnn_traced/none/t0-p0.25-s0/train_log.json")
                      .read_text())
     assert len(log["loss_trace"]) == 18
     last = log["loss_trace"][-1]
@@ -251,11 +257,11 @@ def test_demo_traces_losses_of_poisoned_and_untriggered_samples(demo):
 
 @pytest.mark.slow
 def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
-    grid = pd.read_csv(demo / "results/tables/defence-grid.csv")
+    grid = pd.read_csv(demo / "results/demo/tables/defence-grid.csv")
     assert len(grid) == 30 and set(grid["defence"]) == {"none", "adv", "dp_1", "abl", "spectral", "clustering"}
     assert grid[grid["defence"] != "none"]["der"].between(0, 1).all()  # each against its undefended twin
     assert grid[grid["defence"] == "none"]["der"].isna().all()
-    at = pd.read_csv(demo / "results/tables/seed001-adversarial-training.csv")
+    at = pd.read_csv(demo / "results/demo/tables/seed001-adversarial-training.csv")
     clean = at[at["series"] == "clean model"]  # the clean victims: accuracy, no attack rates
     assert len(clean) == 2 and clean["asr_labelled"].isna().all() and (clean["asr_labelled_n"] == 0).all()
     assert clean.set_index("defence").loc["none", "clean_accuracy"] > 0.9
@@ -268,15 +274,15 @@ def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     assert grid[grid["defence"] == "spectral"]["flagged"].notna().all()
     badnets = grid[grid["series"] == "BadNets"].set_index("defence")["asr_labelled"]
     assert badnets["none"] > 0.9 and badnets["dp_1"] < 0.5  # DP-SGD defeats the demo's BadNets
-    assert (demo / "results/tables/seed003-abl.md").read_text().startswith("# Anti-Backdoor Learning")
-    attacker = json.loads((demo / "results/dynamic/digits/dynamic/t0-s0/metrics.json").read_text())
+    assert (demo / "results/demo/tables/seed003-abl.md").read_text().startswith("# Anti-Backdoor Learning")
+    attacker = json.loads((demo / "results/demo/dynamic/digits/dynamic/t0-s0/metrics.json").read_text())
     assert attacker["asr_labelled"] > 0.5 and attacker["clean_accuracy"] > 0.9  # the attacker-trained classifier
     dynamic = grid[grid["series"] == "input-aware"].set_index("defence")
     assert (dynamic["trigger"] == "input_aware").all() and dynamic["amplitude"].isna().all()
     assert dynamic.loc["none", "asr_labelled"] > 0.5  # a victim trained on the saved poisoned set learns it too
-    lines = pd.read_csv(demo / "results/tables/fig5-1.csv")
+    lines = pd.read_csv(demo / "results/demo/tables/fig5-1.csv")
     assert set(lines["defence"]) == {"sgd_frozen", "dp_0", "dp_033", "dp_067", "dp_1"} and len(lines) == 15
-    assert (demo / "results/figures/seed001-tsne.png").stat().st_size > 10_000
+    assert (demo / "results/demo/figures/seed001-tsne.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -286,15 +292,63 @@ def test_report_shows_every_figure_with_its_caption_filed_by_chapter(demo, tmp_p
     html = (tmp_path / "report.html").read_text()
     figures = load_config("config/demo.yaml")["figures"]
     for name, spec in figures.items():
-        assert f"results/figures/{name}.png" in html and spec["section"] in html, name
+        assert f"results/demo/figures/{name}.png" in html and spec["section"] in html, name
     assert html.count("Filed under <em>") == len(figures)  # one rendered caption per figure
-    assert "results/tables/fig3-8.csv" in html and "results/tables/all_victims.csv" in html
+    assert "results/demo/tables/fig3-8.csv" in html and "results/demo/tables/all_victims.csv" in html
 
 
 @pytest.mark.slow
 def test_second_run_does_nothing(demo):
     r = snakemake(demo, "--configfile", str(ROOT / "config/demo.yaml"), "--cores", "2")
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file below a folder, .snakemake's bookkeeping aside, by relative path: its sha256 and mtime (ns)."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and ".snakemake" not in p.relative_to(folder).parts}
+
+
+@pytest.mark.slow
+def test_a_second_preset_in_the_same_checkout_leaves_every_file_of_the_demo_as_it_was(demo, shared_data):
+    (demo.parent / "shared").symlink_to(shared_data.parent)  # the leaderboard reads ../shared/data
+    before = snapshot(demo)
+    r = snakemake(demo, "--configfile", str(ROOT / "config/leaderboard.yaml"), "--cores", "2",  # seconds of work
+                  "results/leaderboard/poisoned/digits/gu/t0-n135-s0.npz",
+                  "results/leaderboard/surrogates/standard/model.pt")
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = snapshot(demo)
+    assert {f: after.get(f) for f in before} == before  # byte for byte, not even rewritten
+    new = set(after) - set(before)
+    assert all(f.startswith("results/leaderboard/") for f in new), sorted(new)
+    assert {"results/leaderboard/data/digits.npz", "results/leaderboard/logs/train_surrogate/standard.log",
+            "results/leaderboard/benchmarks/train_surrogate/standard.tsv"} <= new
+
+
+def test_every_artifact_log_and_benchmark_lies_below_the_config_s_results_folder():
+    demo_config = load_config("config/demo.yaml")
+    try:
+        layout.use_results(demo_config["results"])
+        assert all(getattr(layout, name).startswith("results/demo/") for name in layout.PATTERNS)
+        assert layout.log("train_cohort", layout.COHORT) == (
+            "results/demo/logs/train_cohort/{dataset}/{recipe}/{defence}/s{seed}-{digest}.log")
+        assert layout.benchmark("prepare_data", layout.DATA) == "results/demo/benchmarks/prepare_data/{dataset}.tsv"
+        victim = Victim("digits", "gu", "cnn", "none", 0, "p0.25", 0)
+        assert str(victim.path) == "results/demo/victims/digits/gu/cnn/none/t0-p0.25-s0"
+        assert all(str(c.path).startswith("results/demo/cohorts/") for c in cohort_plan(demo_config).values())
+    finally:
+        layout.use_results("results")
+    assert layout.FIGURE == "results/figures/{figure}.png"
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../x", "results/../x", "results/.hidden", "results/", "a b", "a\nb"])
+def test_a_results_folder_outside_the_working_directory_or_oddly_named_is_refused_by_its_key(folder):
+    cfg = raw_config("config/demo.yaml")
+    cfg["results"] = folder
+    with pytest.raises(WorkflowError) as e:
+        load_config_dict(cfg)
+    line = schema_error_line(e.value.__context__)
+    assert line.startswith(f"config key 'results': {folder!r} does not match") and "\n" not in line
 
 
 def cohorts_with(cfg, victims=None):
@@ -321,8 +375,8 @@ def gu_a32_victims(cfg):
      {"train_cohort", "aggregate_metrics"}, None),
 ])
 def test_touching_one_parameter_reruns_only_what_depends_on_it(demo, tmp_path, edit, reruns, kept, retrained):
-    old = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    old = raw_config("config/demo.yaml")
+    cfg = raw_config("config/demo.yaml")
     edit(cfg)
     (tmp_path / "edited.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(demo, "--configfile", str(tmp_path / "edited.yaml"), "-n")
@@ -340,15 +394,15 @@ def test_a_broken_dataset_archive_fails_its_job_with_one_line_naming_the_array(t
 
     np.savez(tmp_path / "broken.npz", x_train=np.zeros((4, 8, 8, 1), np.float32), y_train=np.arange(4),
              x_test=np.zeros((2, 8, 8, 1), np.uint8), y_test=np.arange(2))
-    cfg = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    cfg = raw_config("config/demo.yaml")
     cfg["datasets"]["broken"] = {"source": f"npz:{tmp_path / 'broken.npz'}"}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    r = snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", "results/data/broken.npz")
+    r = snakemake(tmp_path, "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", "results/demo/data/broken.npz")
     assert r.returncode != 0
     error = [line for line in r.stderr.splitlines() if line.startswith("error: ArtifactError: ")]
     assert error and "array 'x_train' has dtype float32" in error[-1]
     assert error[-1] in r.stderr.splitlines()[-8:]  # the last thing before Snakemake's closing lines
-    assert not (tmp_path / "results/data/broken.npz").exists()
+    assert not (tmp_path / "results/demo/data/broken.npz").exists()
 
 
 @pytest.mark.slow

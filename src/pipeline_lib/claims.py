@@ -294,7 +294,7 @@ def counts(card: pd.DataFrame) -> str:
 
 def markdown(card: pd.DataFrame, title: str) -> str:
     """The scorecard as a markdown table under a heading with the count of each verdict."""
-    lines = [f"# {title}", "", f"{counts(card)}; intervals are 95% (see the README, 'Which claims held').", "",
+    lines = [f"# {title}", "", f"{counts(card)}; intervals are 95% (see docs/claims.md).", "",
              "| claim | source | statement | reported | measured [95%] | compared [95%] | criterion | statistic [95%] "
              "| judged by | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -21,7 +21,8 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import COHORT, Victim
+from . import layout
+from .layout import Victim
 
 Member = tuple[str, int, str]  # (attack, target, amount)
 
@@ -54,8 +55,7 @@ class Cohort:
     @property
     def path(self) -> Path:
         """The cohort's folder: models/ (training) and metrics/ (evaluation)."""
-        return Path(COHORT.format(dataset=self.dataset, recipe=self.recipe, defence=self.defence, seed=self.seed,
-                                  digest=self.digest))
+        return Path(layout.cohort(self.dataset, self.recipe, self.defence, self.seed, self.digest))
 
     @property
     def victims(self) -> list[Victim]:

@@ -143,6 +143,87 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         loader.dispose()
 
 
+Entry = tuple[Hashable, ...]  # a named entry of a config file: (section, name), or (key,) for a top-level non-mapping
+Origins = dict[Entry, str]    # the file that defined each entry
+
+
+def _include_list(data: dict[str, Any], where: str) -> list[str]:
+    """The paths a config file's `include` names (removed from it)."""
+    paths = data.pop("include", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p.strip() for p in paths):
+        raise ConfigError(f"{where}: config key 'include': a list of config file paths (relative to the workflow's "
+                          "folder), not " + " ".join(repr(paths).split())[:MAX_ERROR_CHARS])
+    return paths
+
+
+def _entries(data: dict[str, Any]) -> list[Entry]:
+    """A config file's named entries: each block of a section (claims.<name>, attacks.<name>, ...), or the
+    top-level key itself where its value is not a mapping."""
+    return [(k, n) for k, v in data.items() if isinstance(v, dict) for n in v] + \
+           [(k,) for k, v in data.items() if not isinstance(v, dict)]
+
+
+def _defined_by(entry: Entry, origin: Origins) -> str | None:
+    """The file that defined `entry`, or a block under it, or the top-level key holding it; None if none did."""
+    if entry in origin:
+        return origin[entry]
+    if len(entry) == 2:
+        return origin.get(entry[:1])
+    return next((f for e, f in origin.items() if e[0] == entry[0]), None)
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` layered over `base`: mappings merge key by key, top's values win, lists and scalars are replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _layers(paths: list[str], root: Path, chain: dict[Path, str], where: str) -> tuple[dict[str, Any], Origins]:
+    """The files `paths` names, each over its own includes, merged side by side, and the file that defined each
+    entry; `chain` holds the including files (a cycle's names)."""
+    base: dict[str, Any] = {}
+    origin: Origins = {}
+    for name in paths:
+        path = (root / name).resolve()
+        if path in chain:
+            raise ConfigError(f"{where}: config key 'include': a cycle, {' -> '.join([*chain.values(), name])}")
+        if not path.is_file():
+            raise ConfigError(f"{where}: config key 'include': {name} not found (include paths are relative to the "
+                              f"workflow's folder, {root})")
+        data = load_yaml(root / name)
+        layer, layer_origin = _layers(_include_list(data, name), root, {**chain, path: name}, name)
+        layer_origin.update(dict.fromkeys(_entries(data), name))
+        for entry, file in layer_origin.items():
+            if (other := _defined_by(entry, origin)) not in (None, file):
+                raise ConfigError(f"config key '{'.'.join(map(str, entry))}': defined by both {other} and {file} (both "
+                                  f"included by {where}); define it in one of them")
+        base = _merged(base, _merged(layer, data))
+        origin.update(layer_origin)
+    return base, origin
+
+
+def resolve_includes(config: dict[str, Any], root: str | Path, where: str | Path) -> None:
+    """Layer the config files that `config`'s top-level `include` lists (paths relative to the workflow's folder
+    `root`, each read strictly, each may include others) under `config` (read from `where`), in place: mappings
+    merge key by key, the including file's own values (and --config's) win, lists and scalars are replaced. A
+    missing file, a cycle, and an entry (claims.<name>, attacks.<name>, a top-level value) that two included files
+    both define each raise ConfigError."""
+    root, where = Path(root).resolve(), str(where)
+    base, _ = _layers(_include_list(config, where), root, {Path(where).resolve(): where}, where)
+    resolved = _merged(base, config)
+    config.clear()
+    config.update(resolved)
+
+
+def read_config(path: str | Path, root: str | Path) -> dict[str, Any]:
+    """A config file as the workflow reads it before validation: strictly, its includes layered under it."""
+    config = load_yaml(path)
+    resolve_includes(config, root, path)
+    return config
+
+
 def check_finite(obj: Any, key: str = "") -> None:
     """Raise naming the key of the first number that is not finite (.nan, .inf): JSON Schema's bounds let it by."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -165,6 +246,8 @@ def schema_error_line(err: Any, overridden: Collection[str] = ()) -> str:
     message = " ".join(err.message.split())
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + "... (value shortened)"
+    if err.validator == "not" and err.instance == "none":  # the one reserved name (schema: `not: {const: none}`)
+        message = "'none' is built in (plain training, no defence: a grid's default); give your block another name"
     if err.validator == "type" and isinstance(err.instance, str) and err.absolute_path[0] in overridden:
         message += (" (--config passes every value inside {...}, and .inf or .nan anywhere, as text: set them in "
                     "a --configfile)")
@@ -425,8 +508,11 @@ def check_references(config: dict[str, Any]) -> None:
 
 
 def _check_undefended_twins(fig: str, grids: list[tuple[str, dict[str, Any]]]) -> None:
-    """A figure drawing DER has, in every series with a defence, that series undefended (DER's twin)."""
+    """A figure drawing DER has a defence, and in every series with a defence that series undefended (DER's twin)."""
     undefended = {label for label, g in grids if g["defence"] == "none"}
+    if all(g["defence"] == "none" for _, g in grids):
+        raise ConfigError(f"config key 'figures.{fig}.metric': DER rates a defence against no defence, and the "
+                          "figure has none (list some under `defences`)")
     for label, g in grids:
         if label not in undefended:
             raise ConfigError(f"config key 'figures.{fig}.metric': DER rates each defence against no defence, so "

@@ -16,7 +16,7 @@ from .poisons import read_poison_set, read_perturbed  # noqa: E402
 from .data import load_prepared  # noqa: E402
 from .filtering import read_scores  # noqa: E402
 from .layout import Poisoned  # noqa: E402
-from .plots import save_figure  # noqa: E402
+from .plots import save_figure, suptitle  # noqa: E402
 from .triggers import make_trigger  # noqa: E402
 
 
@@ -67,10 +67,10 @@ def examples(data_path: str, perturbed_paths: dict[tuple[str, int], str], column
         shown = f"label: {ds.classes[cls if shown_label is None else shown_label]}"
         _show(ax, img, shown if len(columns) == 1 else "")
         if r == 0 and len(columns) > 1:
-            ax.set_title(label, fontsize=8)
+            ax.set_title(label, fontsize=9)
         if c == 0 and len(columns) > 1:
             ax.set_ylabel(shown, fontsize=8)
-    fig.suptitle(title if len(columns) > 1 else f"{title}\n{columns[0][0]}", fontsize=10)
+    suptitle(fig, title)
     save_figure(fig, path)
 
 
@@ -99,5 +99,5 @@ def filtered_examples(data_path: str, score_paths: list[str], poison_paths: list
             for ax in axes[row][len(picks):]:
                 ax.axis("off")
             axes[row, 0].set_ylabel(f"{label}\n{what}", fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    suptitle(fig, title)
     save_figure(fig, path)

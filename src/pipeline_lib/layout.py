@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-# Path patterns, one per artifact kind; rules use them as Snakemake wildcards, the library via .format().
+# Path patterns, one per artifact kind; rules use them as Snakemake wildcards, the library via .format(). All lie
+# below RESULTS, which `use_results` moves to the config's `results` folder.
+RESULTS = "results"
 DATA = "results/data/{dataset}.npz"
 SURROGATE = "results/surrogates/{surrogate}"
 GAN_PAIR = "results/gans/{dataset}/{gan}/c{cls}-c{partner}"
@@ -29,6 +31,18 @@ ALL_VICTIMS = "results/tables/all_victims.csv"
 SCORECARD = "results/tables/scorecard.csv"
 SCORECARD_MD = "results/tables/scorecard.md"
 SCORECARD_FIGURE = "results/figures/scorecard.png"
+PATTERNS = ("DATA", "SURROGATE", "GAN_PAIR", "PERTURBED", "PERTURBED_CLASSES", "POISONED", "SCORES", "DYNAMIC",
+            "VICTIM", "COHORT", "TABLE", "SUMMARY", "FIGURE", "ALL_VICTIMS", "SCORECARD", "SCORECARD_MD",
+            "SCORECARD_FIGURE")
+
+
+def use_results(folder: str) -> None:
+    """Move every path pattern (and so every log and benchmark) below `folder`, the config's `results`: once at
+    planning, before any rule reads a pattern."""
+    here = globals()
+    for name in PATTERNS:
+        here[name] = folder + here[name].removeprefix(here["RESULTS"])
+    here["RESULTS"] = folder
 
 AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 
@@ -36,15 +50,27 @@ AMOUNT_RE = re.compile(r"^(?:p(?P<rate>\d*\.?\d+(?:e-?\d+)?)|n(?P<count>\d+))$")
 CLEAN_TARGET, CLEAN_AMOUNT = 0, "n0"
 
 
-def log(rule: str, pattern: str) -> str:
-    """A rule's log file: results/logs/<rule>/ then the artifact's path below its kind's folder, as .log."""
-    below = pattern.removeprefix("results/").split("/", 1)[1]
-    return f"results/logs/{rule}/{posixpath.splitext(below)[0]}.log"
+def orientation(configfiles: list[str], claims: bool) -> str:
+    """The last lines of a finished run: where its figures, tables and scorecard are, and how to make the report."""
+    preset = "".join(f"--configfile {path} " for path in configfiles)
+    lines = [f"Figures: {posixpath.dirname(FIGURE)}/ (one PNG each); their tables: {posixpath.dirname(TABLE)}/ "
+             f"(every victim: {ALL_VICTIMS})."]
+    if claims:
+        lines.append(f"Which claims held: {SCORECARD_MD} (drawn: {SCORECARD_FIGURE}).")
+    lines.append(f"Every figure with its caption in one HTML page: snakemake {preset}--report {RESULTS}/report.html")
+    return "\n".join(lines)
+
+
+def log(rule: str, pattern: str, kind: str = "logs", suffix: str = ".log") -> str:
+    """A rule's log file: <results>/logs/<rule>/ then the artifact's path below its kind's folder, as .log (another
+    `kind` of folder and `suffix`: a file laid out like the log)."""
+    below = pattern.removeprefix(f"{RESULTS}/").split("/", 1)[1]
+    return f"{RESULTS}/{kind}/{rule}/{posixpath.splitext(below)[0]}{suffix}"
 
 
 def benchmark(rule: str, pattern: str) -> str:
     """A rule's benchmark file, laid out like its log."""
-    return log(rule, pattern).replace("results/logs/", "results/benchmarks/").removesuffix(".log") + ".tsv"
+    return log(rule, pattern, "benchmarks", ".tsv")
 
 
 def data(dataset: str) -> str:
@@ -65,6 +91,11 @@ def gan_pair(dataset: str, gan: str, cls: int, partner: int) -> str:
 def perturbed(dataset: str, perturbation: str, cls: int) -> str:
     """The perturbed images of one class."""
     return PERTURBED.format(dataset=dataset, perturbation=perturbation, cls=cls)
+
+
+def cohort(dataset: str, recipe: str, defence: str, seed: int, digest: str) -> str:
+    """A victim cohort's folder (models/, metrics/)."""
+    return COHORT.format(dataset=dataset, recipe=recipe, defence=defence, seed=seed, digest=digest)
 
 
 def dynamic(dataset: str, attack: str, target: int, seed: int) -> str:

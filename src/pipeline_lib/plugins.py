@@ -5,7 +5,7 @@ names under `plugins`.
 A method module declares `METHODS`, a list of Attack, Trigger, Defence or Model entries; each entry names a frozen
 dataclass whose fields are the method's config keys (defaults, bounds and help written once, with
 `blocks.key`). The schema of a method's config block, the checks made at planning, the table columns and the
-README's method table all follow from these entries. Torch-free, like the method modules' top level: planning
+method table of docs/methods.md all follow from these entries. Torch-free, like the method modules' top level: planning
 imports the catalogue, and only the jobs that train or attack import torch (inside a method's functions).
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PluginError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class Method:
     """What every method declares: its name (the value of its block's `method` or `pattern`), one line for the
-    README, and the frozen dataclass of its config keys."""
+    method table (docs/methods.md), and the frozen dataclass of its config keys."""
 
     name: str
     summary: str
@@ -162,7 +162,10 @@ def _register(found: dict[str, dict[str, Method]], module: str) -> None:
         imported = importlib.import_module(module)
     except BaseException as e:  # the user's code: any failure to import, sys.exit and Ctrl-C too, ends with one line
         where = "" if module.startswith(f"{__package__}.") else "config key 'plugins': "
-        raise PluginError(f"{where}cannot import method module '{module}' ({_failure(e)})") from None
+        missing = isinstance(e, ModuleNotFoundError) and f"{module}.".startswith(f"{e.name}.")  # not a dependency
+        hint = ("; Python looks in the project root and on PYTHONPATH: export PYTHONPATH=<its folder> before "
+                "snakemake" if missing else "")
+        raise PluginError(f"{where}cannot import method module '{module}' ({_failure(e)}){hint}") from None
     declared = getattr(imported, "METHODS", None)
     if not isinstance(declared, list):
         raise PluginError(f"method module '{module}' declares no METHODS list")
@@ -230,9 +233,10 @@ def method(kind: str, name: str) -> Method:
 
 
 def settings(kind: str, block: dict[str, Any]) -> tuple[Any, Any]:
-    """(method, its config dataclass instance) of a config block such as {method: abl, gamma: 0.5}."""
+    """(method, its config dataclass instance) of a config block such as {method: abl, gamma: 0.5}; its display
+    `label` (figures only) is no key of the method."""
     m = method(kind, block[METHOD_KEY[kind]])
-    keys = {k: v for k, v in block.items() if k != METHOD_KEY[kind]}
+    keys = {k: v for k, v in block.items() if k not in (METHOD_KEY[kind], "label")}
     return m, from_block(m.config, keys, f"{kind} '{m.name}'")
 
 
@@ -254,7 +258,7 @@ def _shown(value: Any) -> str:
 
 
 def markdown() -> str:
-    """The README's method table: kind, name, module, what it is, its keys with their defaults."""
+    """The method table of docs/methods.md: kind, name, module, what it is, its keys with their defaults."""
     rows = ["| kind | method | module | what it is | keys (defaults) |", "| --- | --- | --- | --- | --- |"]
     for kind, methods in catalogue().items():
         for m in methods.values():
@@ -266,7 +270,7 @@ def markdown() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # the README's table; run as a module, so read through the package's own copy
+if __name__ == "__main__":  # docs/methods.md's table; run as a module, so read through the package's own copy
     from pipeline_lib import plugins
 
     print(plugins.markdown())

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-TARGET=${1:-results/figures/fig4-1.png}
+RESULTS=results/demo   # config/demo.yaml's `results` folder
+TARGET=${1:-$RESULTS/figures/fig4-1.png}
 SNAKEMAKE=${SNAKEMAKE:-$ROOT/.venv/bin/snakemake}
 
 if [[ $(id -u) -ne 0 || ! -x /usr/bin/apt-get ]]; then
@@ -86,7 +87,7 @@ run_workflow() {  # $1: work directory, then snakemake options
 PIPELINE_GPU_FALLBACK=cpu run_workflow "$WORK/slurm" --profile "$ROOT/profiles/slurm" --slurm-no-account --slurm-status-command squeue \
     --slurm-logdir "$WORK/slurm/slurm-logs" --slurm-keep-successful-logs --slurm-init-seconds-before-status-checks 5
 run_workflow "$WORK/local" --cores 2 --resources gpu=2
-grep -rqs "trains on the CPU (PIPELINE_GPU_FALLBACK=cpu)" "$WORK/slurm/results/logs" ||
+grep -rqs "trains on the CPU (PIPELINE_GPU_FALLBACK=cpu)" "$WORK/slurm/$RESULTS/logs" ||
     { echo "FAIL: no SLURM job said it fell back to the CPU on its stand-in GPU"; exit 1; }
 
 "$ROOT/.venv/bin/python" "$ROOT/tests/cluster/compare_runs.py" "$WORK/local" "$WORK/slurm"

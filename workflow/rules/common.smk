@@ -20,6 +20,7 @@ from pipeline_lib.config import (
     figure_option,
     figure_victims,
     load_yaml,
+    resolve_includes,
     schema_error_line,
 )
 from pipeline_lib import figure_kinds, layout, plugins
@@ -40,6 +41,7 @@ def stop(message):
 # A --configfile (a preset under config/) is a complete config that replaces config.yaml; --config key=value
 # overrides single keys of either. Snakemake has read a --configfile already (one it cannot parse stops it before
 # this line); each file is read again here, strictly: duplicate keys and alias bombs stop the run by file and line.
+# Then the files its `include:` lists (config/methods/, config/claims/) are layered under it, --config still winning.
 try:
     for path in workflow.overwrite_configfiles or ["config.yaml"]:
         load_yaml(path)
@@ -48,6 +50,12 @@ except ConfigError as e:
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
+
+
+try:
+    resolve_includes(config, workflow.basedir, (workflow.overwrite_configfiles or ["config.yaml"])[-1])
+except ConfigError as e:
+    stop(f"invalid config: {e}")
 
 
 def validated(cfg):
@@ -67,6 +75,7 @@ def validated(cfg):
 
 
 config = validated(config)
+layout.use_results(config["results"])  # before any rule reads a path pattern
 
 
 wildcard_constraints:
@@ -148,9 +157,14 @@ def figures_drawn_by(rule):
     return figures_of(*figure_kinds.names(rule=rule))
 
 
+def without_label(block):
+    """A method's config block without its display `label`: renaming what figures print reruns nothing."""
+    return canonical({k: v for k, v in block.items() if k != "label"})
+
+
 def defence_spec(w):
     """A victim's defence: its config block, or plain training for 'none'."""
-    return {"method": "none"} if w.defence == "none" else canonical(config["defences"][w.defence])
+    return {"method": "none"} if w.defence == "none" else without_label(config["defences"][w.defence])
 
 
 @functools.cache
@@ -249,8 +263,10 @@ def tsne_inputs(w):
 
 
 def tsne_titles(w):
-    """A t-SNE panel's title: the series label and the defence."""
-    return [" | ".join(filter(None, [label, f"defence: {v.defence}"])) for label, v in figure_rows(config, w.figure)]
+    """A t-SNE panel's title: the series' and the defence's display names."""
+    names = figure_kinds.figure_labels(config, w.figure)
+    return [" | ".join(filter(None, [names["series"].get(label, label), names["defence"].get(v.defence, v.defence)]))
+            for label, v in figure_rows(config, w.figure)]
 
 
 def figure_section(w):

@@ -61,6 +61,7 @@ rule plot_heatmap:
     params:
         title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
+        labels=lambda w: figure_kinds.figure_labels(config, w.figure),
         metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
@@ -87,6 +88,7 @@ rule plot_lines:
     params:
         title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
+        labels=lambda w: figure_kinds.figure_labels(config, w.figure),
         metric=figure_param("metric"),
         code=code_version("plots"),
     wildcard_constraints:
@@ -119,6 +121,7 @@ rule plot_defence_heatmap:
     params:
         title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
+        labels=lambda w: figure_kinds.figure_labels(config, w.figure),
         metric=figure_param("metric"),
         defences=lambda w: list(dict.fromkeys(v.defence for _, v in figure_rows(config, w.figure))),
         code=code_version("plots"),
@@ -213,6 +216,7 @@ rule plot_filtering:
     params:
         title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
+        labels=lambda w: figure_kinds.figure_labels(config, w.figure),
         series=poison_labels,
         sets=poison_descriptions,
         inspected=figure_param("inspected"),
@@ -244,6 +248,7 @@ rule plot_filtered_examples:
         data=lambda w: data_version(config["figures"][w.figure]["dataset"]),
         title=figure_param("title"),
         settings=lambda w: figure_settings(config, w.figure),
+        labels=lambda w: figure_kinds.figure_labels(config, w.figure),
         series=poison_labels,
         inspect=figure_param("inspect"),
         code=code_version("galleries"),

@@ -11,7 +11,7 @@ rule poison_dataset:
         layout.POISONED,
     params:
         data=lambda w: data_version(w.dataset),
-        attack=lambda w: config["attacks"][w.attack],
+        attack=lambda w: without_label(config["attacks"][w.attack]),
         trigger=attack_trigger,
         code=poisoning_code,
     conda:

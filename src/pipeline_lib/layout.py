@@ -3,6 +3,7 @@ from, with the few specs the DAG needs (amounts, interpolation partners, the cle
 Torch-free, so building the DAG imports no torch."""
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import asdict, dataclass
@@ -52,7 +53,7 @@ CLEAN_TARGET, CLEAN_AMOUNT = 0, "n0"
 
 def orientation(configfiles: list[str], claims: bool) -> str:
     """The last lines of a finished run: where its figures, tables and scorecard are, and how to make the report."""
-    preset = "".join(f"--configfile {path} " for path in configfiles)
+    preset = "".join(f"--configfile {os.path.relpath(path)} " for path in configfiles)  # as typed, not absolute
     lines = [f"Figures: {posixpath.dirname(FIGURE)}/ (one PNG each); their tables: {posixpath.dirname(TABLE)}/ "
              f"(every victim: {ALL_VICTIMS})."]
     if claims:

@@ -121,6 +121,8 @@ def test_display_names_default_to_the_methods_and_a_label_key_wins():
     cfg = minimal("defence_heatmap", defences=["none", "adv", "dp_0", "dp_1"],
                   series={"noise": {"attack": "gu", "label": "BadNets, 4 images"}})
     cfg["defences"]["adv"]["label"] = "PGD training"
+    for dp in ("dp_0", "dp_1"):  # the demo names them; unnamed, two blocks of one method show their keys
+        cfg["defences"][dp].pop("label")
     labels = figure_kinds.figure_labels(cfg, "f")
     assert labels["series"] == {"noise": "BadNets, 4 images"} and labels["attack"] == {"gu": "BadNets"}
     assert labels["classes"] == {"digits": 10}

@@ -15,7 +15,7 @@ import yaml
 from conftest import ROOT, raw_config
 from pipeline_lib import devices
 from pipeline_lib.artifacts import ArtifactError, DivergedError, atomic_path, load_json, load_npz, save_json
-from pipeline_lib.config import ConfigError, load_yaml
+from pipeline_lib.config import load_yaml
 from pipeline_lib.data import MAX_IMAGES, describe, load_planned, load_source
 from pipeline_lib.gan import Generator, load_generator, save_generator
 from pipeline_lib.models import NonFiniteOutputs, build, load_model, save_weights
@@ -320,7 +320,8 @@ def test_a_job_still_running_from_a_killed_snakemake_is_never_run_twice(tmp_path
     [line] = r.stderr.splitlines()
     assert r.returncode == 1 and line.startswith(f"error: JobLockError: {log}: this job is still running (pid "
                                                  f"{os.getpid()} on ")
-    assert line.endswith("wait for it to end or kill that process, then rerun")
+    assert line.endswith("left running by a killed Snakemake, which has removed its outputs; kill that process, "
+                         "then rerun")
     assert subprocess.run(rerun, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).returncode == 0  # lock released
     assert log.read_text() == "rerun\n"
 

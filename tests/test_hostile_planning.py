@@ -102,8 +102,9 @@ def test_a_size_beyond_any_real_experiment_is_refused_by_its_key(block, message)
     assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize("section, name, key", [("recipes", "digits_cnn", "batch_size"), ("gans", "wgan", "steps"),
-                                                ("gans", "wgan", "batch_size"), ("perturbations", "pgd_l2_40", "steps")])
+@pytest.mark.parametrize("section, name, key", [
+    ("recipes", "digits_cnn", "batch_size"), ("gans", "wgan", "steps"), ("gans", "wgan", "batch_size"),
+    ("perturbations", "pgd_l2_40", "steps")])
 def test_a_recipe_gan_or_perturbation_size_beyond_any_real_experiment_is_refused_by_its_key(section, name, key):
     from snakemake.exceptions import WorkflowError
 

@@ -114,3 +114,10 @@ def test_a_plug_in_calling_sys_exit_at_import_fails_the_dry_run_with_one_line(pl
     lines = plan(plugin_dir / "run", yaml.safe_dump(cfg, sort_keys=False))
     assert lines == ["invalid config: config key 'plugins': cannot import method module 'quits' (SystemExit: the "
                      "module called sys.exit(0))"], lines
+
+
+def test_an_attack_or_defence_key_named_label_is_refused_as_the_display_names_key(plugin_dir):
+    code = ATTACK.replace("class Config:\n    pass", "class Config:\n    label: int = 0")
+    (plugin_dir / "labelled.py").write_text(code.format(name="labelled"))
+    assert refused("labelled") == ("method module 'labelled': attack 'labelled' has a key 'label', the display name "
+                                   "every attack block may carry; rename the key")

@@ -113,10 +113,14 @@ def test_noise_mode_examples_must_keep_their_labels(made):
                                                                     "not keep their labels")
 
 
-def test_a_clean_label_set_poisoning_another_class_is_refused(made):
+def test_a_clean_label_set_poisoning_another_class_or_relabelling_is_refused(made):
     indices = np.r_[np.flatnonzero(made[1].y_train != TARGET)[0], honest(made, "label_consistent", "indices")[1:]]
-    refused(made, "label_consistent", tampered(made, "label_consistent", indices=indices),
-            "attack 'label_consistent' poisons only images of the target class 3")
+    labels = honest(made, "label_consistent", "labels")
+    labels[0] = TARGET + 1
+    for tampering in ({"indices": indices}, {"labels": labels}):
+        refused(made, "label_consistent", tampered(made, "label_consistent", **tampering),
+                "attack 'label_consistent' poisons only images of the target class 3, labelled as such; this set "
+                "has others")
 
 
 def test_a_header_promising_4_000_000_images_is_refused_before_anything_is_allocated(made):

@@ -2,6 +2,7 @@
 caches every stage and fails on bad config with one line naming the key."""
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -310,19 +311,22 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 @pytest.mark.slow
-def test_a_second_preset_in_the_same_checkout_leaves_every_file_of_the_demo_as_it_was(demo, shared_data):
-    (demo.parent / "shared").symlink_to(shared_data.parent)  # the leaderboard reads ../shared/data
+def test_a_second_config_in_the_same_checkout_leaves_every_file_of_the_demo_as_it_was(demo, tmp_path):
+    second = tmp_path / "second.yaml"  # built on the demo: it must not inherit the demo's folder
+    second.write_text("include: [config/demo.yaml]\ntrain_threads: 1\n")
     before = snapshot(demo)
-    r = snakemake(demo, "--configfile", str(ROOT / "config/leaderboard.yaml"), "--cores", "2",  # seconds of work
-                  "results/leaderboard/poisoned/digits/gu/t0-n135-s0.npz",
-                  "results/leaderboard/surrogates/standard/model.pt")
+    r = snakemake(demo, "--configfile", str(second), "--cores", "2",  # seconds of work
+                  "results/second/data/digits.npz", "results/second/surrogates/standard/model.pt")
     assert r.returncode == 0, r.stderr[-3000:]
     after = snapshot(demo)
     assert {f: after.get(f) for f in before} == before  # byte for byte, not even rewritten
     new = set(after) - set(before)
-    assert all(f.startswith("results/leaderboard/") for f in new), sorted(new)
-    assert {"results/leaderboard/data/digits.npz", "results/leaderboard/logs/train_surrogate/standard.log",
-            "results/leaderboard/benchmarks/train_surrogate/standard.tsv"} <= new
+    assert all(f.startswith("results/second/") for f in new), sorted(new)
+    assert {"results/second/data/digits.npz", "results/second/surrogates/standard/model.pt",
+            "results/second/logs/train_surrogate/standard.log",
+            "results/second/benchmarks/train_surrogate/standard.tsv"} <= new
+    assert r.stdout.splitlines()[-1] == (f"Every figure with its caption in one HTML page: snakemake --configfile "
+                                         f"{os.path.relpath(second, demo)} --report results/second/report.html")
 
 
 def test_every_artifact_log_and_benchmark_lies_below_the_config_s_results_folder():
@@ -419,6 +423,7 @@ def test_editing_library_code_reruns_the_stages_that_run_it(demo, tmp_path, modu
     copy = tmp_path / "repo"
     shutil.copytree(ROOT / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "workflow", copy / "workflow")
+    shutil.copytree(ROOT / "config", copy / "config")  # the layers the demo includes, relative to the Snakefile
     shutil.copy(ROOT / "Snakefile", copy)
     with open(copy / f"src/pipeline_lib/{module}.py", "a") as f:
         f.write("\n# an edit\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Collection, Hashable
 from functools import cache
 from pathlib import Path
@@ -215,6 +216,15 @@ def resolve_includes(config: dict[str, Any], root: str | Path, where: str | Path
     resolved = _merged(base, config)
     config.clear()
     config.update(resolved)
+
+
+def default_results(configfile: str | None) -> str:
+    """Where a config whose own file names no `results` folder writes: results/ for config.yaml, results/<file
+    stem> for a --configfile; never an included layer's folder, so a config built on a preset never writes into the
+    preset's results."""
+    if configfile is None:
+        return "results"
+    return "results/" + (re.sub(r"[^A-Za-z0-9_.-]", "_", Path(configfile).stem).lstrip(".-") or "config")
 
 
 def read_config(path: str | Path, root: str | Path) -> dict[str, Any]:
@@ -504,7 +514,21 @@ def check_references(config: dict[str, Any]) -> None:
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
+        _check_display_names(config, fig)
     check_claims(config)
+
+
+def _check_display_names(config: dict[str, Any], fig: str) -> None:
+    """A figure's series, attacks and defences print distinct names: a legend or a table could not tell two apart."""
+    names = figure_kinds.figure_labels(config, fig)
+    for kind in ("series", "attack", "defence"):
+        seen: dict[str, str] = {}
+        for key, label in names[kind].items():
+            if label in seen:
+                where = f"figures.{fig}.series.{key}" if kind == "series" else f"{kind}s.{key}"
+                raise ConfigError(f"config key '{where}.label': {kind} '{key}' prints as '{label}' in figure '{fig}', "
+                                  f"as {kind} '{seen[label]}' does; give one of them another label")
+            seen[label] = key
 
 
 def _check_undefended_twins(fig: str, grids: list[tuple[str, dict[str, Any]]]) -> None:

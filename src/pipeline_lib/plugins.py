@@ -32,6 +32,7 @@ PACKAGES = {"attack": "attacks", "trigger": "triggers", "defence": "defences", "
 # the key of a config block that names its method, per kind (a model's block: the recipe's model_options + `model`)
 METHOD_KEY = {"attack": "method", "trigger": "pattern", "defence": "method", "model": "model"}
 NOUN = {"attack": "attack method", "trigger": "trigger method", "defence": "defence method", "model": "model"}
+LABELLED = ("attack", "defence")  # kinds whose config blocks may carry a display `label` beside the method's keys
 NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # a method's or measure's name: the schema's $defs/name
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a plug-in: the schema's `plugins` items
 RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
@@ -176,6 +177,9 @@ def _register(found: dict[str, dict[str, Method]], module: str) -> None:
         if not isinstance(m.name, str) or not NAME.fullmatch(m.name):
             raise PluginError(f"method module '{module}': {kind} method name {m.name!r} is not 1 to 64 letters, "
                               f"digits or '_'")
+        if kind in LABELLED and "label" in {f.name for f in dataclasses.fields(m.config)}:
+            raise PluginError(f"method module '{module}': {kind} '{m.name}' has a key 'label', the display name every "
+                              f"{kind} block may carry; rename the key")
         if m.name in found[kind]:
             raise PluginError(f"{kind} method '{m.name}' is declared by both '{found[kind][m.name].module}' and "
                               f"'{module}'")
@@ -233,10 +237,10 @@ def method(kind: str, name: str) -> Method:
 
 
 def settings(kind: str, block: dict[str, Any]) -> tuple[Any, Any]:
-    """(method, its config dataclass instance) of a config block such as {method: abl, gamma: 0.5}; its display
-    `label` (figures only) is no key of the method."""
+    """(method, its config dataclass instance) of a config block such as {method: abl, gamma: 0.5}; an attack's or
+    defence's display `label` (what figures print) is no key of its method."""
     m = method(kind, block[METHOD_KEY[kind]])
-    keys = {k: v for k, v in block.items() if k not in (METHOD_KEY[kind], "label")}
+    keys = {k: v for k, v in block.items() if k != METHOD_KEY[kind] and not (k == "label" and kind in LABELLED)}
     return m, from_block(m.config, keys, f"{kind} '{m.name}'")
 
 

@@ -152,7 +152,7 @@ def read_poison_set(path: str, ds: Dataset, attack: dict[str, Any], target: int,
     if not np.array_equal(ps.labels[n:], ds.y_train[ps.indices[n:]]):
         raise ArtifactError(f"{path}: the {crossed} further examples of attack '{method.name}' do not keep their "
                             "labels")
-    if not method.relabels and np.any(ds.y_train[ps.indices[:n]] != target):
+    if not method.relabels and (np.any(ds.y_train[ps.indices[:n]] != target) or np.any(ps.labels[:n] != target)):
         raise ArtifactError(f"{path}: attack '{method.name}' poisons only images of the target class {target}, "
-                            "this set others")
+                            "labelled as such; this set has others")
     return ps, meta

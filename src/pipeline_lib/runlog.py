@@ -44,7 +44,7 @@ def job_lock(path: Path) -> int:
     fd = try_lock(lock, "job lock", JobLockError)
     if fd is None:
         raise JobLockError(f"{path}: this job is still running ({holder(lock)}), e.g. left running by a killed "
-                           "Snakemake; wait for it to end or kill that process, then rerun")
+                           "Snakemake, which has removed its outputs; kill that process, then rerun")
     return fd
 
 
@@ -58,7 +58,7 @@ def job_log(path: str | Path) -> Iterator[None]:
     real_stderr = sys.stderr
     try:
         lock = job_lock(path)
-    except JobLockError as e:  # the running job's log is left as it is
+    except JobLockError as e:  # before opening the log: the running job keeps writing to its own
         print(error_line(e), file=real_stderr)
         raise SystemExit(1) from None
     log = _LogFile(open(path, "wb"), encoding="utf-8", line_buffering=True)

@@ -43,7 +43,7 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
     probe = ds.x_train[:PROBE_IMAGES]
     files = [Path(out_dir) / member_name(*member) / "model.pt" for member in members]
     with devices.acquire() as device:
-        for base in bases or []:  # every defence reads only an undefended model with finite weights and outputs
+        for base in dict.fromkeys(bases or []):  # a defence reads only undefended models with finite outputs
             with models.non_finite_outputs_named(base, "refused as the undefended model this defence reads"):
                 predict(models.load_model(base), probe, device)
         if len(sets) > 1 and method.stacks and plugins.method("model", r.model).stacks and not r.trace_per_epoch:

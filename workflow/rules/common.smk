@@ -13,6 +13,7 @@ from pipeline_lib.config import (
     claim_figures,
     classes_of,
     cohort_plan,
+    default_results,
     example_classes,
     figure_poison_sets,
     figure_rows,
@@ -43,8 +44,7 @@ def stop(message):
 # this line); each file is read again here, strictly: duplicate keys and alias bombs stop the run by file and line.
 # Then the files its `include:` lists (config/methods/, config/claims/) are layered under it, --config still winning.
 try:
-    for path in workflow.overwrite_configfiles or ["config.yaml"]:
-        load_yaml(path)
+    own = {str(path): load_yaml(path) for path in workflow.overwrite_configfiles or ["config.yaml"]}
 except ConfigError as e:
     stop(f"invalid config: {e}")
 if not workflow.overwrite_configfiles:
@@ -53,7 +53,14 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    resolve_includes(config, workflow.basedir, (workflow.overwrite_configfiles or ["config.yaml"])[-1])
+    if len(listing := [path for path, keys in own.items() if "include" in keys]) > 1:
+        raise ConfigError(f"{' and '.join(listing)} both list `include`, and Snakemake keeps only the last list; "
+                          "list every layer in one file")
+    top = list(own)[-1]
+    resolve_includes(config, workflow.basedir, top)
+    if "results" not in own[top] and "results" not in (workflow.config_settings.overwrite_config or {}):
+        config["results"] = default_results(workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles
+                                            else None)  # never an included layer's folder
 except ConfigError as e:
     stop(f"invalid config: {e}")
 

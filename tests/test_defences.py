@@ -337,16 +337,16 @@ def test_the_first_wave_of_methods_runs_through_the_workflow(tmp_path):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "2", "results/figures/grid.png",
-                        "results/tables/wanet.csv"],
+                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "2", "results/c/figures/grid.png",
+                        "results/c/tables/wanet.csv"],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-3000:]
-    t = pd.read_csv(tmp_path / "results/tables/grid.csv").set_index("defence")
+    t = pd.read_csv(tmp_path / "results/c/tables/grid.csv").set_index("defence")
     none, strip = t.loc["none"], t.loc["strip"]
     assert none["asr_labelled"] > 0.8                                  # the backdoor is in
     assert strip["asr_labelled"] == none["asr_labelled"]               # STRIP detects; the model is the same
     assert 0 <= strip["strip_far"] <= 1 and strip["strip_auroc"] > 0.5  # and tells triggered inputs apart
-    n_train = len(np.load(tmp_path / "results/data/digits.npz")["y_train"])
+    n_train = len(np.load(tmp_path / "results/c/data/digits.npz")["y_train"])
     assert t.loc["fp", "fp_clean_images"] == round(0.1 * n_train)   # the defender's clean share
     assert 0 < t.loc["fp", "fp_pruned"] < t.loc["fp", "fp_features"]  # dormant features pruned, not all
     assert t.loc["clp", "clp_layers"] == 3 and t.loc["clp", "clp_unpaired"] == 0   # every conv-BN pair scored
@@ -359,12 +359,12 @@ def test_the_first_wave_of_methods_runs_through_the_workflow(tmp_path):
                                                                                   - t["clean_accuracy"]) + 1) / 2
     assert t["der"][["none", "strip"]].isna().all()            # no twin to rate, and a detector keeps the model
     assert np.allclose(t["der"].drop(["none", "strip"]), der.drop(["none", "strip"]))
-    header = next(line for line in (tmp_path / "results/tables/grid.md").read_text().splitlines() if line[:1] == "|")
+    header = next(line for line in (tmp_path / "results/c/tables/grid.md").read_text().splitlines() if line[:1] == "|")
     columns = [h.strip() for h in header.strip("|").split("|")]
     assert columns[:8] == ["attack", "dataset", "poisoned", "defence", "clean accuracy", "ASR",
                            "ASR (excl. target preds)", "accuracy on triggered"]
     assert "DER" in header and "NC names the target" in header and "ANP pruned" in header
-    wanet = pd.read_csv(tmp_path / "results/tables/wanet.csv").iloc[0]
+    wanet = pd.read_csv(tmp_path / "results/c/tables/wanet.csv").iloc[0]
     # the warp implants at pc = 0.1 beside twice as many noise-mode images (0.54 here: the noise makes the field
     # harder to learn on 8 x 8 images), far above the 0.1 of target predictions without it
     assert wanet["asr_labelled"] > 0.3 and wanet["clean_accuracy"] > 0.9

@@ -192,15 +192,17 @@ def test_a_toy_attack_defence_and_model_as_one_module_each_plan_train_and_reach_
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT / 'src'}", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
                         str(tmp_path), "--configfile", str(tmp_path / "toy.yaml"), "--cores", "2",
-                        "results/tables/toy.csv"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+                        "results/toy/tables/toy.csv"], capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results/tables/toy.csv").set_index("defence")
-    poison = np.load(tmp_path / "results/poisoned/digits/toy/t1-n20-s0.npz")
-    y_train = np.load(tmp_path / "results/data/digits.npz")["y_train"]
+    table = pd.read_csv(tmp_path / "results/toy/tables/toy.csv").set_index("defence")
+    poison = np.load(tmp_path / "results/toy/poisoned/digits/toy/t1-n20-s0.npz")
+    y_train = np.load(tmp_path / "results/toy/data/digits.npz")["y_train"]
     assert (y_train[poison["indices"]] == 0).all() and (poison["labels"] == 1).all()  # the toy attack selected
     assert (table.loc["corner", "corner_dropped"] >= 10).all()  # the toy defence measured: its column is in the table
     assert table.loc["none", "corner_dropped"].isna().all() and set(table["count"]) == {10, 20}
-    arch = torch.load(tmp_path / "results/victims/digits/toy/tiny/none/t1-n20-s0/model.pt", weights_only=True)["arch"]
+    victim = tmp_path / "results/toy/victims/digits/toy/tiny/none/t1-n20-s0"
+    arch = torch.load(victim / "model.pt", weights_only=True)["arch"]
     assert arch == {"name": "toy_mlp", "in_channels": 1, "num_classes": 10, "hidden": 8}   # the toy model trained,
     # its two-member cohorts member by member (stacks=False: stacking would refuse its linear layers)
 

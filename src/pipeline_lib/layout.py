@@ -53,7 +53,8 @@ CLEAN_TARGET, CLEAN_AMOUNT = 0, "n0"
 
 def orientation(configfiles: list[str], claims: bool) -> str:
     """The last lines of a finished run: where its figures, tables and scorecard are, and how to make the report."""
-    preset = "".join(f"--configfile {os.path.relpath(path)} " for path in configfiles)  # as typed, not absolute
+    shown = [rel if not (rel := os.path.relpath(path)).startswith("..") else str(path) for path in configfiles]
+    preset = "".join(f"--configfile {path} " for path in shown)  # relative where below the working folder
     lines = [f"Figures: {posixpath.dirname(FIGURE)}/ (one PNG each); their tables: {posixpath.dirname(TABLE)}/ "
              f"(every victim: {ALL_VICTIMS})."]
     if claims:

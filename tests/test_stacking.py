@@ -1,5 +1,6 @@
 """A stacked cohort trains each member exactly as its solo run would: same initialisation, batches, augmentation
 and adversary, to float tolerance; members come out as ordinary models."""
+import copy
 import dataclasses
 
 import numpy as np
@@ -79,8 +80,10 @@ def test_the_first_steps_give_each_member_its_solo_weights(digits, recipe, pgd):
     steps_per_epoch = len(digits.y_train) // recipe.batch_size
     first = Recipe(**{**recipe.__dict__, "epochs": 2.5 / steps_per_epoch})  # three steps
     solo, (members, infos) = solo_and_stacked(digits, poison_sets(digits.x_train, digits.y_train), first, pgd)
+    start = train(digits.x_train, digits.y_train, 10, Recipe(**{**first.__dict__, "epochs": 0}), 0, CPU)[0]
     for (model, log), member, info in zip(solo, members, infos):
-        assert max_weight_gap(model, member) < 1e-5
+        # relative to the update, as the seed ResNets' test below: measured at most 1e-6 here, a wrong member near 1
+        assert float_gap(model, member) <= 1e-3 * float_gap(model, start)
         assert info["steps"] == log["steps"] == 3 and info["cohort"]["size"] == 3
 
 
@@ -159,10 +162,11 @@ def test_members_come_out_as_ordinary_models_of_the_saved_format(digits, tmp_pat
         torch.manual_seed(seed)
         solos.append(models.build(arch).eval())
     stacked = StackedClassifier(solos).eval()
-    x = torch.rand(5, 1, 8, 8)
-    out = stacked(torch.stack([x] * 3, 1))
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)  # the same computation, judged in float64: no CPU's kernels matter
+    wide = StackedClassifier([copy.deepcopy(s).double() for s in solos]).double().eval()
+    out = wide(torch.stack([x] * 3, 1))
     for i, solo in enumerate(solos):
-        assert torch.allclose(out[:, i], solo(x), atol=1e-5)
+        assert torch.allclose(out[:, i], copy.deepcopy(solo).double()(x), rtol=0, atol=1e-12)
         member = stacked.member(i, arch)
         models.save_weights(tmp_path / "m.pt", arch, member)
         assert max_weight_gap(models.load_model(tmp_path / "m.pt"), solo) == 0

@@ -36,16 +36,18 @@ LABELLED = ("attack", "defence")  # kinds whose config blocks may carry a displa
 NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # a method's or measure's name: the schema's $defs/name
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a plug-in: the schema's `plugins` items
 RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
-# Every key evaluate.evaluate_cohort writes into a victim's metrics itself (the run's description, the rates with
-# their hits and n, the poison set's size, final losses) and the victim tables' own columns (tables.COLUMNS and
-# TAIL_COLUMNS): a defence measuring one of these would overwrite a core metric, so none may be a measure.
-RESERVED_MEASURES = frozenset({
-    "dataset", "attack", "method", "recipe", "defence", "target", "amount", "seed",  # common.smk's `describe`
-    "defence_method", "model", "target_name", "trigger", "amplitude", "rate", "count", "fraction_of_class",
-    "fraction_of_train", "train_seconds", "device", "per_class_accuracy",
-    *(f"{r}{part}" for r in RATES for part in ("", "_hits", "_n")),
-    "final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "series", "der",
-})
+# A victim row's own columns, which evaluate.evaluate_cohort writes and the tables show: before what the defences
+# measure (the run's description, the rates with the test images each was measured on, as hits of n: the
+# scorecard's intervals), after it (the median training losses at the end of training of recipes that trace them,
+# thesis Figure 4-1, and BackdoorBench's defence effectiveness rating against the undefended twin), and metrics.json's
+# list of accuracies per class (not one cell). A defence measuring one of these would overwrite a core metric.
+VICTIM_COLUMNS = ("series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
+                  "defence_method", "target", "target_name", "amount", "rate", "count", "fraction_of_class",
+                  "fraction_of_train", "seed", *RATES, "train_seconds", "device",
+                  *(f"{m}_{part}" for m in RATES for part in ("hits", "n")))
+TAIL_COLUMNS = ("final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "der")
+DROPPED = ("per_class_accuracy",)
+RESERVED_MEASURES = frozenset({*VICTIM_COLUMNS, *TAIL_COLUMNS, *DROPPED})
 
 
 class PluginError(ValueError):

@@ -10,19 +10,8 @@ from . import plugins
 from .artifacts import atomic_path, load_json
 
 RATES = plugins.RATES
-
-COLUMNS = ["series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
-           "defence_method", "target",
-           "target_name", "amount", "rate", "count", "fraction_of_class", "fraction_of_train", "seed",
-           "clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy", "train_seconds",
-           "device",
-           # the test images each rate was measured on: hits of n (the scorecard's intervals)
-           *(f"{m}_{part}" for m in RATES for part in ("hits", "n")),
-]
-# after what the defences measure (plugins.measures): the median training losses at the end of training (recipes
-# that trace them: thesis Figure 4-1) and BackdoorBench's defence effectiveness rating against the undefended twin
-TAIL_COLUMNS = ["final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "der"]
-DROPPED = ("per_class_accuracy",)  # metrics.json's list of accuracies per class: not one cell
+# a victim row's own columns, then what the defences measure (plugins.measures), then the tail; per-class lists dropped
+COLUMNS, TAIL_COLUMNS, DROPPED = list(plugins.VICTIM_COLUMNS), list(plugins.TAIL_COLUMNS), plugins.DROPPED
 # the other tables' columns: filtering (poisons among the lowest-probability examples), t-SNE (separation)
 FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", "poisoned", "inspected",
                      "found_among_lowest",

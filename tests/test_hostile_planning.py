@@ -33,6 +33,8 @@ def test_a_claim_on_a_defence_the_figure_leaves_out_is_refused_at_planning_not_a
     cfg["claims"] = {k: c for k, c in cfg["claims"].items()  # the digits claims: no data files needed
                      if all(c[p]["figure"] == "leaderboard-digits"
                             for p in ("measured", "below", "close_to") if p in c)}
+    cfg["figures"] = {"leaderboard-digits": cfg["figures"]["leaderboard-digits"]}  # nor the real subsets' figures
+    cfg["datasets"] = {"digits": cfg["datasets"]["digits"]}
     cfg["figures"]["leaderboard-digits"]["defences"].remove("anp")
     assert refusal(cfg).startswith("config key 'claims.anp-removes-badnets-digits.measured.where.defence': figure "
                                    "'leaderboard-digits' has no defence 'anp' (it has: 'none', 'fine_pruning', ")

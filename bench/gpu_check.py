@@ -59,7 +59,8 @@ SHARED_SUBSET = ROOT.parent / "shared/data" / SUBSET_NAME
 GOAL_GPU_HOURS = 2.0
 # (train, test) images of the registry sources, for sources whose class sizes the config cannot read
 REGISTRY_IMAGES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "cifar100_coarse": (50000, 10000),
-                   "mnist": (60000, 10000), "digits": (1347, 450)}
+                   "mnist": (60000, 10000), "digits": (1347, 450),
+                   "cinic10_imagenet": (70000, 70000)}  # its train and test folders, 7,000 ImageNet images a class
 FP32 = Accel(bf16=False, channels_last=False)
 # every GPU option in turn (labels: cl = channels-last, graphs = CUDA graphs)
 VARIANTS = (FP32, Accel(channels_last=False), Accel(), Accel(compile=True), Accel(compile=True, cuda_graphs=True))

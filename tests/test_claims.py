@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import beta
 
 from pipeline_lib.activations import separation
-from pipeline_lib.claims import ClaimError, judge, markdown, scorecard, write_scorecard
+from pipeline_lib.claims import ClaimError, judge, markdown, scorecard, window, write_scorecard
 from pipeline_lib.filtering import filtering_table
 
 
@@ -36,9 +36,31 @@ def test_one_victims_rate_has_the_jeffreys_interval_of_its_test_images():
 
 def test_a_reported_number_holds_inside_its_band_fails_outside_and_is_inconclusive_across_it():
     tables = {"f": rates("a", [0.20], n=2000)}
-    verdicts = {reported: judge("x", claim(reported=reported, tolerance=0.05, measured=asr("a")), tables)["verdict"]
-                for reported in (0.20, 0.40, 0.25)}
-    assert verdicts == {0.20: "holds", 0.40: "fails", 0.25: "inconclusive"}  # 0.25 - 0.05 = 0.20: on the edge
+    verdicts = {reported: judge("x", claim(reported=reported, measured=asr("a")), tables)["verdict"]
+                for reported in (0.20, 0.40, 0.2727)}
+    assert verdicts == {0.20: "holds", 0.40: "fails", 0.2727: "inconclusive"}  # 0.2727's odds / 1.5: 0.20, the edge
+
+
+def test_one_tolerance_rule_means_the_same_near_0_and_1_as_in_the_middle():
+    assert window(0.5, "asr_labelled") == pytest.approx((0.4, 0.6))     # a factor 1.5 of the odds: +-0.10 at 50%
+    assert window(0.01, "asr_labelled") == pytest.approx((1 / 149.5, 1.5 / 100.5))  # 1% spans 0.67%..1.49%, not 0..11%
+    low, high = window(0.99, "clean_accuracy")
+    assert (1 - high, 1 - low) == pytest.approx(window(0.01, "asr_labelled"))     # symmetric about 50%
+    assert window(0.2, "test_loss") == pytest.approx((0.2 / 1.5, 0.3))            # a loss: a factor 1.5 of itself
+    assert window(0.5, "asr_labelled", factor=2.0) == pytest.approx((1 / 3, 2 / 3))
+
+
+def test_a_reported_0_or_1_is_read_with_the_precision_the_seed_printed():
+    assert window(0.0, "asr_labelled", precision=0.01) == pytest.approx((0.0, 0.0075 / 1.0025))  # "0%": under 0.5%
+    assert window(1.0, "clean_accuracy", precision=0.01)[1] == 1.0
+    tables = {"f": rates("a", [0.0], n=2000)}
+    assert judge("x", claim(reported=0.0, precision=0.01, measured=asr("a")), tables)["verdict"] == "holds"
+
+
+def test_the_factor_comes_from_the_config():
+    tables = {"f": rates("a", [0.30], n=20000)}
+    assert judge("x", claim(reported=0.25, measured=asr("a")), tables)["verdict"] == "holds"   # odds 0.43 <= 0.5
+    assert judge("x", claim(reported=0.25, measured=asr("a")), tables, factor=1.2)["verdict"] == "fails"
 
 
 def test_bounds_are_one_sided():
@@ -96,10 +118,37 @@ def test_several_seeds_widen_the_interval_by_the_spread_between_them():
     assert wide["measured_high"] - wide["measured_low"] > 3 * (narrow["measured_high"] - narrow["measured_low"])
 
 
-def test_a_metric_without_test_counts_is_taken_as_exact():
-    table = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "silhouette": [0.4]})
-    row = judge("x", claim(at_least=0.3, measured={"figure": "f", "metric": "silhouette"}), {"f": table})
-    assert (row["measured_low"], row["measured_high"], row["verdict"]) == (0.4, 0.4, "holds")
+def test_a_mean_of_per_sample_values_gets_the_normal_interval_of_its_standard_error():
+    table = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "silhouette": [0.4], "silhouette_se": [0.05]})
+    row = judge("x", claim(at_least=0.35, measured={"figure": "f", "metric": "silhouette"}), {"f": table})
+    assert (row["measured_low"], row["measured_high"]) == pytest.approx((0.4 - 0.098, 0.4 + 0.098), abs=0.004)
+    assert row["verdict"] == "inconclusive"                      # 0.4 is above 0.35, but not beyond its noise
+    loss = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "test_loss": [0.2], "test_loss_se": [0.001]})
+    assert judge("x", claim(reported=0.25, measured={"figure": "f", "metric": "test_loss"}),
+                 {"f": loss})["verdict"] == "holds"                          # 0.2 in [0.25 / 1.5, 0.375]
+    near_zero = loss.assign(test_loss=[0.001], test_loss_se=[0.01])
+    row = judge("x", claim(at_most=0.1, measured={"figure": "f", "metric": "test_loss"}), {"f": near_zero})
+    assert row["measured_low"] == 0.0 and row["measured_high"] == pytest.approx(0.021, abs=0.002)  # never negative
+
+
+def test_a_statistic_with_no_spread_recorded_is_taken_as_exactly_determined():
+    table = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "nc_names_target": [1.0]})
+    row = judge("x", claim(at_least=1.0, measured={"figure": "f", "metric": "nc_names_target"}), {"f": table})
+    assert (row["measured_low"], row["measured_high"], row["verdict"]) == (1.0, 1.0, "holds")
+
+
+def test_der_is_drawn_from_the_draws_of_its_four_rates():
+    n = 1000
+    table = pd.DataFrame({"series": "a", "seed": 0, "target": 0, "defence": "d", "der": [0.9 - 0.025],
+                          "asr_labelled_hits": [100], "asr_labelled_n": n, "clean_accuracy_hits": [850],
+                          "clean_accuracy_n": n, "twin_asr_labelled_hits": [900], "twin_asr_labelled_n": n,
+                          "twin_clean_accuracy_hits": [900], "twin_clean_accuracy_n": n})
+    row = judge("x", claim(at_least=0.8, measured={"figure": "f", "metric": "der"}), {"f": table})
+    low, high = row["measured_low"], row["measured_high"]
+    # (ASR drop 0.8 - accuracy drop 0.05 + 1) / 2; the drops' spread: sqrt(sum of four binomial variances) / 2
+    spread = 1.96 * np.sqrt(0.1 * 0.9 + 0.85 * 0.15 + 2 * 0.9 * 0.1) / np.sqrt(n) / 2
+    assert (low, high) == pytest.approx((0.875 - spread, 0.875 + spread), abs=0.004)
+    assert row["verdict"] == "holds"
 
 
 def test_filtering_loss_trace_and_tsne_tables_are_scored():
@@ -138,7 +187,7 @@ def test_filtering_loss_trace_and_tsne_tables_are_scored():
 
 def test_a_measure_selecting_no_rows_is_named_in_one_line():
     with pytest.raises(ClaimError, match=r"^claim 'x': no rows of figure 'f' have asr_labelled where .*n5000"):
-        judge("x", claim(reported=0.2, tolerance=0.05, measured=asr("a", where={"amount": "n5000"})),
+        judge("x", claim(reported=0.2, measured=asr("a", where={"amount": "n5000"})),
               {"f": rates("a", [0.2])})
 
 
@@ -147,7 +196,7 @@ def test_the_scorecard_is_written_as_csv_markdown_and_a_figure_counting_each_ver
     table.to_csv(tmp_path / "f.csv", index=False)
     claims = {"holds": claim(statement="a beats b", measured=asr("a"), above=asr("b")),
               "fails": claim(measured=asr("a"), below=asr("b")),
-              "unsure": claim(reported=0.1, tolerance=0.002, measured=asr("b"))}
+              "unsure": claim(reported=0.1429, measured=asr("b"))}  # its window starts at 0.1000
     write_scorecard(claims, {"f": tmp_path / "f.csv"}, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "s.png")
     card = pd.read_csv(tmp_path / "s.csv")
     assert list(card.columns[:5]) == ["claim", "source", "statement", "reported", "measured"]

@@ -43,8 +43,8 @@ def test_the_leaderboard_preset_judges_each_first_wave_paper_on_every_dataset(sh
 def test_full_config_plans_ten_targets_by_five_amounts_per_all_class_figure():
     cfg = full_config()
     for fig in ("fig2-1", "fig3-2", "fig3-7", "fig3-8", "fig3-11", "fig4-4", "fig4-5"):
-        victims = figure_victims(cfg, fig)
-        assert len(victims) == 50 and {v.target for v in victims} == set(range(10))
+        victims = figure_victims(cfg, fig)  # Figures 4-4 and 4-5: CINIC-10 and its fallback, an attack each
+        assert len(victims) == 50 * len({v.attack for v in victims}) and {v.target for v in victims} == set(range(10))
     assert {v.amount for v in figure_victims(cfg, "fig2-1")} == {"n20", "n75", "n300", "n1250", "n5000"}
     assert str(figure_victims(cfg, "fig3-2")[0].path) == "results/victims/cifar10/baseline/thesis_resnet/none/t0-p0.004-s0"
 
@@ -156,6 +156,11 @@ def demo_config():
     return load_config("config/demo.yaml")
 
 
+def reported_claim(figure: str, metric: str, reported: float) -> dict:
+    """A claim of a reported number of a demo figure's metric."""
+    return {"source": "s", "measured": {"figure": figure, "metric": metric}, "reported": reported}
+
+
 @pytest.mark.parametrize("edit, message", [
     # classes, labels and image sizes beyond the data are refused at planning, not deep in a job
     (lambda c: c["figures"]["fig1-2"].update(classes=[0, 10]), "figures.fig1-2.classes': class 10 does not exist"),
@@ -179,6 +184,15 @@ def demo_config():
      "defence 'none' too"),
     (lambda c: c["figures"]["fig5-1"].update(metric="der"),     # its series are defended only
      "figures.fig5-1.metric': DER rates each defence against no defence, so series 'SGD' needs"),
+    # a reported number the one tolerance rule cannot read: off its scale, a rate of 0 without its printed precision
+    (lambda c: c["claims"].update(x=reported_claim("fig3-2", "asr_labelled", 92)),
+     "claims.x.reported': 92 is not a rate in 0..1 (write 92% as 0.92)"),
+    (lambda c: c["claims"].update(x=reported_claim("fig3-2", "asr_labelled", 0.0)),
+     "claims.x.precision': a reported rate of 0 needs the resolution the seed printed it at (0.01 for '0%')"),
+    (lambda c: c["claims"].update(x=reported_claim("seed001-tsne", "silhouette", 0.5)),
+     "claims.x.reported': silhouette runs from -1 to 1 and has no odds"),
+    (lambda c: c["claims"].update(x=reported_claim("fig4-1", "final_loss_all", 0.0)),
+     "claims.x.reported': 0 is not a positive loss"),
 ])
 def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(edit, message):
     cfg = demo_config()

@@ -378,19 +378,22 @@ def test_neural_cleanse_anomaly_index_is_the_mad_score_below_the_median():
     assert np.allclose(anomaly_index(norms), [1 / 1.4826, 0, 0, 9 / 1.4826, 0])   # above the median: never flagged
 
 
-def test_neural_cleanse_reverses_the_smallest_trigger_for_the_backdoored_label():
-    from torch import nn
-
-    from pipeline_lib.defences.neural_cleanse import Config, anomaly_index, reverse_trigger
-
+def one_pixel_backdoor() -> torch.nn.Module:
+    """A linear model on 8x8 images whose label 3 fires on one bright corner pixel: a one-pixel backdoor."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    with torch.no_grad():   # label 3 fires on one bright corner pixel: a one-pixel backdoor
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with torch.no_grad():
         model[1].weight.normal_(0, 0.3)
         model[1].bias.zero_()
         model[1].weight[3], model[1].bias[3] = 0, -10
         model[1].weight[3, 63] = 30
-    model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False)
+
+
+def test_neural_cleanse_reverses_the_smallest_trigger_for_the_backdoored_label():
+    from pipeline_lib.defences.neural_cleanse import Config, anomaly_index, reverse_trigger
+
+    model = one_pixel_backdoor()
     x = torch.rand(64, 1, 8, 8) * 0.5
     found = [reverse_trigger(model, x, label, Config(epochs=30), torch.Generator().manual_seed(0))
              for label in range(10)]

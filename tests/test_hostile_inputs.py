@@ -393,7 +393,7 @@ def digits_victim(tmp_path):
 
     ds = load_source("digits", "unused")
     save_prepared(tmp_path / "d.npz", dataclasses.replace(ds, x_train=ds.x_train[:200], y_train=ds.y_train[:200]))
-    save_json(tmp_path / "train_log.json", {"arch": ARCH, "seconds": 1.0, "device": "cpu",
+    save_json(tmp_path / "train_log.json", {"arch": ARCH, "seconds": 1.0, "device": "cpu", "fit": {},
                                             "poison": {"count": 5, "class_size": 20, "train_size": 200}})
     return tmp_path
 

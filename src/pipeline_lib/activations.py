@@ -12,6 +12,7 @@ from . import models
 from .poisons import PoisonSet, read_poison_set
 from .data import Dataset, load_prepared
 from .defences import embeddings
+from .fit import mean_with_se
 from .plots import tsne_panels
 from .tables import write_csv
 
@@ -40,16 +41,18 @@ def tsne_map(features: np.ndarray, seed: int) -> np.ndarray:
 def separation(features: np.ndarray, poisoned: np.ndarray, neighbours: int = 10) -> dict[str, float]:
     """How far clean and poisoned activations of one class separate: the silhouette of the two groups (1: apart,
     0: mixed; scikit-learn, Euclidean) and the k-nearest-neighbour purity (share of each point's `neighbours` nearest
-    others in its own group, averaged; the share of the larger group when they mix)."""
-    from sklearn.metrics import silhouette_score
+    others in its own group, averaged; the share of the larger group when they mix). Both are means over points,
+    each with its standard error over them (`_se`: the scorecard's interval)."""
+    from sklearn.metrics import silhouette_samples
     from sklearn.neighbors import NearestNeighbors
 
     if poisoned.all() or not poisoned.any():
-        return {"silhouette": float("nan"), "knn_purity": float("nan")}
+        return {m: float("nan") for m in ("silhouette", "silhouette_se", "knn_purity", "knn_purity_se")}
     k = min(neighbours, len(features) - 1)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)
-    purity = (poisoned[idx[:, 1:]] == poisoned[:, None]).mean()
-    return {"silhouette": float(silhouette_score(features, poisoned.astype(int))), "knn_purity": float(purity)}
+    purity = (poisoned[idx[:, 1:]] == poisoned[:, None]).mean(1)
+    return {**mean_with_se("silhouette", silhouette_samples(features, poisoned.astype(int))),
+            **mean_with_se("knn_purity", purity)}
 
 
 def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], cls: int,

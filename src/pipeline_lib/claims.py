@@ -5,14 +5,18 @@ of what was measured. Torch-free.
 A measure picks rows of one figure's table (its `series`, and `where` column values), takes one `metric` and
 aggregates it (`mean`, `median`, `min`, `max`, or `count_above` a `threshold`). Its interval comes from DRAWS
 posterior draws: each victim's rate, measured as hits of n test images, is drawn from its Jeffreys posterior
-Beta(hits + 1/2, n - hits + 1/2) (test-set noise; a metric without counts is taken as exact), and where a cell of the
-grid (all but the seed equal) has several seeds, the seeds are resampled with replacement (training noise). The
+Beta(hits + 1/2, n - hits + 1/2) (test-set noise); DER from its four rates' draws; a mean or median of per-sample
+values (a loss, a silhouette, a k-NN purity) from a normal with its standard error `<metric>_se`; a statistic with
+neither is exactly determined (e.g. whether Neural Cleanse names the target). Where a cell of the grid (all but the
+seed equal) has several seeds, the seeds are resampled with replacement (training noise). The
 aggregate of each draw gives the measure's distribution; the 2.5% and 97.5% quantiles its 95% interval (widened to
 hold the observed value: a rate of 0 or n hits of n gets an interval closed at 0 or 1).
 
 Each claim reduces to one statistic with a criterion, and its verdict is `holds` when the statistic's interval lies
 inside the criterion, `fails` when it lies outside, `inconclusive` otherwise (so a claim never holds by noise):
-- `reported` within `tolerance`: the measure, inside [reported - tolerance, reported + tolerance];
+- `reported`: the measure, inside the reported number's window (`window`): one rule for every reported number,
+  within a factor `reported_factor` (the config's, 1.5) of the reported rate's odds, or of a reported loss itself,
+  so that it means the same near 0 and 1 as in the middle (a reported 0 or 1 is read with its `precision`);
 - `at_least` / `at_most` a bound ("exceeds 90%", "just under 80%"): the measure, on the stated side of the bound;
 - `above` / `below` another measure, `by_at_least` a margin (default 0; "substantially"): the difference, beyond
   the margin; with `per` a column and `in_at_least` k ("almost all classes"): the number of that column's values
@@ -34,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import atomic_path
-from .tables import write_csv
+from .tables import der, write_csv
 
 COLUMNS = ["claim", "source", "statement", "reported", "measured", "measured_low", "measured_high", "compared",
            "compared_low", "compared_high", "statistic", "statistic_low", "statistic_high", "criterion",
@@ -42,6 +46,7 @@ COLUMNS = ["claim", "source", "statement", "reported", "measured", "measured_low
 VERDICTS = ("holds", "fails", "inconclusive")
 DRAWS = 10_000
 LEVEL = 0.95
+FACTOR = 1.5  # reported_factor's default (the schema's): at 50% it spans 40%..60%, the old +-0.10 of the middle
 CELL = ("series", "dataset", "attack", "recipe", "defence", "target", "amount")  # a grid cell: all but the seed
 
 
@@ -64,6 +69,26 @@ class Estimate:
         return min(float(low), self.value), max(float(high), self.value)
 
 
+SIGNED = ("silhouette",)  # metrics running from -1 to 1: a reported one has no odds
+
+
+def scale(metric: str) -> str:
+    """The scale a reported number of this metric is judged on: `ratio` for a loss, `odds` for a rate."""
+    return "ratio" if "loss" in metric else "odds"
+
+
+def window(reported: float, metric: str, factor: float = FACTOR, precision: float = 0.0) -> tuple[float, float]:
+    """The values within `factor` of a reported number read as [reported -+ precision / 2]: of its odds for a rate
+    (so 1% spans 0.67%..1.5% and 99% 98.5%..99.3%, as 50% spans 40%..60%), of the number itself for a loss."""
+    low, high = reported - precision / 2, reported + precision / 2
+    if scale(metric) == "ratio":
+        return low / factor, high * factor
+    odds = np.array([max(low, 0.0), min(high, 1.0)])
+    with np.errstate(divide="ignore"):
+        scaled = odds / (1 - odds) * np.array([1 / factor, factor])
+    return float(scaled[0] / (1 + scaled[0])), float(1.0 if np.isinf(scaled[1]) else scaled[1] / (1 + scaled[1]))
+
+
 def _rng(name: str) -> np.random.Generator:
     """A generator seeded by the claim's name: the same tables give the same intervals."""
     return np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
@@ -80,16 +105,40 @@ def _rows(table: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
     return table[keep]
 
 
-def row_draws(rows: pd.DataFrame, metric: str, rng: np.random.Generator) -> np.ndarray:
-    """(DRAWS, rows) draws of each row's metric: Jeffreys-posterior draws where the table has the metric's hits and
-    n, the value itself otherwise; each grid cell's seeds resampled with replacement."""
+def _jeffreys(rows: pd.DataFrame, rate: str, rng: np.random.Generator) -> np.ndarray | None:
+    """(DRAWS, rows) draws of a rate from its Jeffreys posterior Beta(hits + 1/2, n - hits + 1/2), where the table
+    has the rate's `<rate>_hits` of `<rate>_n` on every row; else None."""
+    hits, n = f"{rate}_hits", f"{rate}_n"
+    if hits not in rows or n not in rows or rows[[hits, n]].isna().any().any():
+        return None
+    h, m = rows[hits].to_numpy(float), rows[n].to_numpy(float)
+    return rng.beta(h + 0.5, m - h + 0.5, size=(DRAWS, len(rows)))
+
+
+def _value_draws(rows: pd.DataFrame, metric: str, rng: np.random.Generator) -> np.ndarray:
+    """(DRAWS, rows) draws of each row's metric: a rate's from its counts, DER's from its four rates' (the row's ASR
+    and clean accuracy and its undefended twin's), a mean's or median's from its standard error `<metric>_se`
+    (normal), the value itself where nothing is known of its spread (an exactly determined statistic)."""
+    if (rate := _jeffreys(rows, metric, rng)) is not None:
+        return rate
+    if metric == "der":
+        parts = {m: _jeffreys(rows, m, rng) for m in ("asr_labelled", "clean_accuracy", "twin_asr_labelled",
+                                                       "twin_clean_accuracy")}
+        if all(d is not None for d in parts.values()):
+            return der(parts["twin_asr_labelled"] - parts["asr_labelled"],
+                       parts["twin_clean_accuracy"] - parts["clean_accuracy"])
     values = pd.to_numeric(rows[metric], errors="coerce").to_numpy(float)
-    hits, n = f"{metric}_hits", f"{metric}_n"
-    if hits in rows and n in rows and rows[[hits, n]].notna().all().all():
-        h, m = rows[hits].to_numpy(float), rows[n].to_numpy(float)
-        draws = rng.beta(h + 0.5, m - h + 0.5, size=(DRAWS, len(rows)))
-    else:
-        draws = np.broadcast_to(values, (DRAWS, len(rows))).copy()
+    se = f"{metric}_se"
+    if se in rows and rows[se].notna().all():
+        draws = values + rows[se].to_numpy(float) * rng.standard_normal((DRAWS, len(rows)))
+        return draws.clip(0, None) if scale(metric) == "ratio" else draws  # a loss is never negative
+    return np.broadcast_to(values, (DRAWS, len(rows))).copy()
+
+
+def row_draws(rows: pd.DataFrame, metric: str, rng: np.random.Generator) -> np.ndarray:
+    """(DRAWS, rows) draws of each row's metric (`_value_draws`), each grid cell's seeds resampled with
+    replacement."""
+    draws = _value_draws(rows, metric, rng)
     cells = [c for c in CELL if c in rows]
     if "seed" in rows and cells:
         keys = rows.groupby(cells, dropna=False, sort=False).ngroup().to_numpy()
@@ -237,7 +286,8 @@ def _trend(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFram
     row["verdict"] = verdict(step.interval, 0.0, np.inf, closed=False)
 
 
-def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
+          factor: float = FACTOR) -> dict[str, Any]:
     """One scorecard row: the claim, what was measured with its interval, and its verdict."""
     rows = _selected(tables, claim["measured"], name)
     row: dict[str, Any] = {"claim": name, "source": claim["source"], "statement": claim.get("statement", ""),
@@ -255,10 +305,11 @@ def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame
     est = measure(tables, claim["measured"], name)
     row.update(measured=est.value, statistic=est.value)
     row["measured_low"], row["measured_high"] = row["statistic_low"], row["statistic_high"] = est.interval
-    if "tolerance" in claim:
-        low, high = claim["reported"] - claim["tolerance"], claim["reported"] + claim["tolerance"]
-        row.update(criterion=f"in [{low:g}, {high:g}]", judged_by=f"within {claim['tolerance']:g} of the reported "
-                   f"value ({describe(claim['measured'])})")
+    if "reported" in claim and not {"at_least", "at_most"} & set(claim):
+        metric = claim["measured"]["metric"]
+        low, high = window(claim["reported"], metric, factor, claim.get("precision", 0.0))
+        row.update(criterion=f"in [{low:.4g}, {high:.4g}]", judged_by=f"within a factor {factor:g} of the reported "
+                   f"{'value' if scale(metric) == 'ratio' else 'odds'} ({describe(claim['measured'])})")
     else:
         bound = "at_least" if "at_least" in claim else "at_most"
         low, high = (claim[bound], np.inf) if bound == "at_least" else (-np.inf, claim[bound])
@@ -268,9 +319,10 @@ def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame
     return row
 
 
-def scorecard(claims: Mapping[str, Mapping[str, Any]], tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+def scorecard(claims: Mapping[str, Mapping[str, Any]], tables: Mapping[str, pd.DataFrame],
+              factor: float = FACTOR) -> pd.DataFrame:
     """Every claim judged, in config order."""
-    return pd.DataFrame([judge(name, c, tables) for name, c in claims.items()], columns=COLUMNS)
+    return pd.DataFrame([judge(name, c, tables, factor) for name, c in claims.items()], columns=COLUMNS)
 
 
 def _cell(value: Any) -> str:
@@ -307,11 +359,11 @@ def markdown(card: pd.DataFrame, title: str) -> str:
 
 
 def write_scorecard(claims: Mapping[str, Mapping[str, Any]], tables: Mapping[str, str | Path], csv_out: str,
-                    md_out: str, png_out: str) -> None:
+                    md_out: str, png_out: str, factor: float = FACTOR) -> None:
     """Judge every claim on the figures' CSV tables; write the scorecard as CSV, markdown and a figure, atomically."""
     from .plots import scorecard_figure
 
-    card = scorecard(claims, {fig: pd.read_csv(path) for fig, path in tables.items()})
+    card = scorecard(claims, {fig: pd.read_csv(path) for fig, path in tables.items()}, factor)
     write_csv(card, csv_out)
     with atomic_path(md_out) as tmp:
         Path(tmp).write_text(markdown(card, "Reproduction scorecard"))

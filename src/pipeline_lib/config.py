@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from . import figure_kinds, plugins
+from . import claims, figure_kinds, plugins
 from .artifacts import ArtifactError
 from .blocks import BlockError
 from .cohorts import Cohort, plan
@@ -377,9 +377,18 @@ def _check_trigger(config: dict[str, Any], key: str, trigger: str, dataset: str)
 
 
 def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset: str) -> None:
-    """An interpolation must move each class towards another class."""
+    """An interpolation must move each class towards another class, of a partner dataset (if named) with the
+    perturbed dataset's classes and image size."""
     spec = config["perturbations"][perturbation]
     n = classes_of(config, dataset)
+    if partners := spec.get("partner_dataset"):
+        where = f"perturbations.{perturbation}.partner_dataset"
+        _known(config, where, "datasets", partners, "dataset")
+        theirs, ours = source_info(config, partners), source_info(config, dataset)
+        if (theirs.num_classes, theirs.image_shape) != (ours.num_classes, ours.image_shape):
+            raise ConfigError(f"config key '{where}': dataset '{partners}' has {theirs.num_classes} classes of "
+                              f"{'x'.join(map(str, theirs.image_shape))} images, dataset '{dataset}' (used by '{key}') "
+                              f"{ours.num_classes} of {'x'.join(map(str, ours.image_shape))}")
     if (spec["method"] in ("gan_interpolation", "pixel_interpolation") and spec.get("partner", "offset") == "offset"
             and spec.get("partner_offset", 1) % n == 0):
         raise ConfigError(f"config key 'perturbations.{perturbation}.partner_offset': {spec.get('partner_offset', 1)} "
@@ -650,6 +659,7 @@ def check_claims(config: dict[str, Any]) -> None:
     for name, claim in config.get("claims", {}).items():
         rows = {part: _check_measure(config, f"claims.{name}.{part}", claim[part])
                 for part in ("measured", "above", "below", "close_to") if part in claim}
+        _check_reported(name, claim)
         ordering = "above" in claim or "below" in claim
         for key in ("by_at_least", "per"):
             if key in claim and not ordering:
@@ -669,6 +679,24 @@ def check_claims(config: dict[str, Any]) -> None:
         if levels is not None and len(levels) < 2:
             raise ConfigError(f"config key 'claims.{name}.along': a trend needs two or more {claim['along']} values, "
                               f"the measured rows have {len(levels)}")
+
+
+def _check_reported(name: str, claim: dict[str, Any]) -> None:
+    """A reported number lies on its metric's scale (a rate in 0..1, a positive loss), a rate of 0 or 1 with the
+    `precision` the seed printed it at (the factor of claims.window cannot widen an odds of 0 or infinity)."""
+    if "reported" not in claim or {"at_least", "at_most"} & set(claim):
+        return
+    metric, value = claim["measured"]["metric"], claim["reported"]
+    if metric in claims.SIGNED:
+        raise ConfigError(f"config key 'claims.{name}.reported': {metric} runs from -1 to 1 and has no odds; "
+                          "judge it with at_least / at_most instead")
+    if claims.scale(metric) == "ratio" and value <= 0:
+        raise ConfigError(f"config key 'claims.{name}.reported': {value:g} is not a positive loss")
+    if claims.scale(metric) == "odds" and not 0 <= value <= 1:
+        raise ConfigError(f"config key 'claims.{name}.reported': {value:g} is not a rate in 0..1 (write 92% as 0.92)")
+    if value in (0, 1) and claims.scale(metric) == "odds" and "precision" not in claim:
+        raise ConfigError(f"config key 'claims.{name}.precision': a reported rate of {value:g} needs the resolution "
+                          "the seed printed it at (0.01 for '0%')")
 
 
 def claim_figures(config: dict[str, Any]) -> list[str]:
@@ -736,10 +764,20 @@ def trained_victims(config: dict[str, Any]) -> dict[Victim, frozenset[str]]:
     return {v: frozenset(figures) for v, figures in needs.items()}
 
 
+def other_datasets(config: dict[str, Any], victim: Victim) -> frozenset[str]:
+    """The datasets beside the victim's own that its poison set reads: its perturbation's surrogate's and partners'."""
+    perturbation = config["perturbations"].get(config["attacks"][victim.attack].get("perturbation"), {})
+    surrogate = config["surrogates"].get(perturbation.get("surrogate"), {})
+    return frozenset({surrogate.get("dataset"), perturbation.get("partner_dataset")} - {None, victim.dataset})
+
+
 def cohort_plan(config: dict[str, Any]) -> dict[Victim, Cohort]:
-    """Each trained victim's cohort under the config's `cohort_size` and `cohort_by_figure`."""
+    """Each trained victim's cohort under the config's `cohort_size` and `cohort_by_figure`; victims whose poison
+    sets read other datasets (a download such as CINIC-10) apart, so a machine without one trains the rest."""
     victims = trained_victims(config)
-    return plan(victims, config["cohort_size"], victims if config["cohort_by_figure"] else None)
+    apart = {v: (figures if config["cohort_by_figure"] else None, other_datasets(config, v))
+             for v, figures in victims.items()}
+    return plan(victims, config["cohort_size"], apart)
 
 
 def figure_poison_sets(config: dict[str, Any], figure: str) -> list[tuple[str, Poisoned]]:

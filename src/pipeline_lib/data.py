@@ -128,6 +128,15 @@ def load_mnist(root: Path) -> Dataset:
                         te.targets.numpy(), [str(i) for i in range(10)])
 
 
+def load_cinic10_imagenet(root: Path) -> Dataset:
+    """CINIC-10's ImageNet-derived images, its train and test splits, from the official archive (downloaded into
+    `root` and md5-checked on first use), labelled as CIFAR-10's classes."""
+    from . import cinic10
+
+    splits = cinic10.imagenet_images(cinic10.download(root))
+    return _from_arrays(*splits["train"], *splits["test"], cinic10.CLASSES)
+
+
 def _class_names(z: dict[str, np.ndarray], origin: str) -> list[str]:
     """An archive's `classes` array, else 0..k for the largest label of either split (at most MAX_CLASSES)."""
     if "classes" in z:
@@ -193,6 +202,7 @@ DATASETS: dict[str, Callable[[Path], Dataset]] = {
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "cifar100_coarse": load_cifar100_coarse,
+    "cinic10_imagenet": load_cinic10_imagenet,
 }
 
 
@@ -208,7 +218,8 @@ class SourceInfo:
 # (classes, image shape) of the registry sources; their class sizes are known only once downloaded, but for the
 # bundled digits, whose fixed split load_digits makes (tested against it; planning need not import scikit-learn)
 REGISTRY_INFO = {"digits": (10, (8, 8, 1)), "mnist": (10, (28, 28, 1)), "cifar10": (10, (32, 32, 3)),
-                 "cifar100": (100, (32, 32, 3)), "cifar100_coarse": (20, (32, 32, 3))}
+                 "cifar100": (100, (32, 32, 3)), "cifar100_coarse": (20, (32, 32, 3)),
+                 "cinic10_imagenet": (10, (32, 32, 3))}
 REGISTRY_TRAIN_COUNTS = {"digits": (133, 136, 133, 137, 136, 136, 136, 134, 131, 135)}
 
 

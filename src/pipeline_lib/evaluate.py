@@ -1,4 +1,5 @@
-"""Victim evaluation: clean accuracy, both attack-success-rate definitions (thesis 2.1.1), robust accuracy."""
+"""Victim evaluation: clean accuracy, both attack-success-rate definitions (thesis 2.1.1), robust accuracy, the
+losses on clean and triggered test images and the fit to the training set (the 003 seed's table)."""
 from __future__ import annotations
 
 import json
@@ -9,15 +10,11 @@ import numpy as np
 
 from . import devices, models, plugins
 from .artifacts import load_json, save_json
+from .fit import mean_with_se, rate
 from .data import load_prepared
 from .layout import Amount
 from .poisons import load_trigger
-from .models import predict
-
-
-def _rate(hits: np.ndarray) -> float:
-    """Mean of a boolean array, NaN when empty."""
-    return float(hits.mean()) if hits.size else float("nan")
+from .models import predict_with_loss
 
 
 def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.ndarray,
@@ -46,8 +43,8 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
     }
     metrics: dict[str, object] = {}
     for name, hits in outcomes.items():
-        metrics |= {name: _rate(hits), f"{name}_hits": int(hits.sum()), f"{name}_n": int(hits.size)}
-    metrics["per_class_accuracy"] = [_rate(clean_pred[y == c] == c) for c in range(num_classes)]
+        metrics |= rate(name, hits)
+    metrics["per_class_accuracy"] = [rate("c", clean_pred[y == c] == c)["c"] for c in range(num_classes)]
     return metrics
 
 
@@ -75,7 +72,9 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
             model, log = models.load_model(model_path), load_json(log_path)
             target, poison = int(describe["target"]), log["poison"]
             with models.non_finite_outputs_named(model_path, "no metric of it is recorded"):
-                clean, triggered = predict(model, ds.x_test, device), predict(model, test_triggered, device)
+                clean, clean_losses = predict_with_loss(model, ds.x_test, ds.y_test, device)
+                triggered, to_target = predict_with_loss(model, test_triggered, np.full(len(test_triggered), target),
+                                                         device)
                 metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
                 assessed = (method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
                             if method.assess is not None and len(test_triggered) else {})
@@ -91,7 +90,9 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                 "rate": Amount.parse(describe["amount"]).rate, "count": poison["count"],
                 "fraction_of_class": poison["count"] / poison["class_size"],
                 "fraction_of_train": poison["count"] / poison["train_size"],
-                "train_seconds": log["seconds"], "device": log["device"],
+                "train_seconds": log["seconds"], "device": log["device"], **log["fit"],
+                **mean_with_se("test_loss", clean_losses),  # the ABL release's clean and backdoor test losses
+                **mean_with_se("triggered_loss", to_target[ds.y_test != target] if len(to_target) else to_target),
                 **measured,
                 **final_losses(log.get("loss_trace", [])),
             })
@@ -99,7 +100,9 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
 
 def final_losses(trace: list[dict[str, Any]]) -> dict[str, float]:
     """The median training loss of each traced group (poisoned, poisoned_without_trigger, all) at the end of
-    training (thesis Figure 4-1), as `final_loss_<group>`; nothing when the recipe traced no losses."""
+    training (thesis Figure 4-1), as `final_loss_<group>` with its standard error `final_loss_<group>_se`; nothing
+    when the recipe traced no losses."""
     if not trace:
         return {}
-    return {f"final_loss_{group}": q["median"] for group, q in trace[-1].items() if group != "step"}
+    return {f"final_loss_{group}{part}": q[f"median{part}"] for group, q in trace[-1].items() if group != "step"
+            for part in ("", "_se")}

@@ -213,17 +213,26 @@ def batched(fn: Callable[..., torch.Tensor], images: np.ndarray | torch.Tensor, 
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
-    """Predicted labels for uint8 NHWC images; logits with a NaN or infinity raise NonFiniteOutputs."""
+def predict_with_loss(model: torch.nn.Module, x: np.ndarray, y: np.ndarray,
+                      device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels for uint8 NHWC images and each image's cross-entropy against its label in `y` (float64);
+    logits with a NaN or infinity raise NonFiniteOutputs."""
     model.eval().to(device)
 
-    def labels(xb: torch.Tensor) -> torch.Tensor:
-        out = model(xb)
-        return torch.where(torch.isfinite(out).all(1), out.argmax(1), -1)  # -1: no label, checked below
-    pred = batched(labels, x, device=device).long().numpy()
+    def labels_and_losses(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        out = model(xb).double()
+        pred = torch.where(torch.isfinite(out).all(1), out.argmax(1), -1)  # -1: no label, checked below
+        return torch.stack([pred.double(), torch.nn.functional.cross_entropy(out, yb.long(), reduction="none")], 1)
+    both = batched(labels_and_losses, x, np.asarray(y), device=device).reshape(-1, 2).numpy()
+    pred = both[:, 0].astype(np.int64)
     if (bad := int((pred < 0).sum())):
         raise NonFiniteOutputs(f"the model's outputs hold NaN or infinite values on {bad} of {len(x)} images")
-    return pred
+    return pred, both[:, 1]
+
+
+def predict(model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+    """Predicted labels for uint8 NHWC images; logits with a NaN or infinity raise NonFiniteOutputs."""
+    return predict_with_loss(model, x, np.zeros(len(x), np.int64), device)[0]
 
 
 @contextmanager

@@ -47,7 +47,8 @@ def pgd_images(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str
 
 def pixel_interpolation(x: np.ndarray, y: np.ndarray, spec: dict[str, Any], ctx: dict[str, Any]) -> np.ndarray:
     """Pixel-space blend (1 - tau) x + tau x', x' a partner image: of the partner class, or with `partner: random`
-    of any other class (thesis 4.5)."""
+    of any other class, from the `partner_dataset`'s training images if one is named (thesis 4.5: CINIC-10's
+    ImageNet-derived ones)."""
     tau = spec["tau"]
     return np.rint((1 - tau) * x + tau * ctx["partners"]).clip(0, 255).astype(np.uint8)
 
@@ -100,18 +101,20 @@ def compute_device(method: str, threads: int) -> Iterator[torch.device | None]:
 
 
 def _perturb(ds: Dataset, cls: int, spec: dict[str, Any], device: torch.device | None, seed: int,
-             surrogate: str | None = None, generator: str | None = None,
-             latents: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(training indices, perturbed images) of one class."""
+             surrogate: str | None = None, generator: str | None = None, latents: str | None = None,
+             pool: Dataset | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, perturbed images) of one class; interpolation partners from `pool`'s training images
+    (default: the dataset's own)."""
     method = spec["method"]
     if method not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation method '{method}'; known: {', '.join(PERTURBATIONS)}")
     idx = np.flatnonzero(ds.y_train == cls)
+    pool = ds if pool is None else pool
     if spec.get("partner") == "random":
-        partners = random_other_class(ds.y_train, cls, len(idx), seed)
+        partners = random_other_class(pool.y_train, cls, len(idx), seed)
     else:
-        partners = partner_images(ds.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
-    ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": ds.x_train[partners],
+        partners = partner_images(pool.y_train, cls, partner_class(cls, spec, ds.num_classes), len(idx), seed)
+    ctx = {"device": device, "seed": seed, "cls": cls, "indices": idx, "partners": pool.x_train[partners],
            "surrogate": surrogate, "generator": generator, "latents": latents}
     return idx, PERTURBATIONS[method](ds.x_train[idx], ds.y_train[idx], spec, ctx)
 
@@ -127,10 +130,15 @@ def perturb_class(data_path: str, cls: int, spec: dict[str, Any], out: str, thre
 
 
 def perturb_classes(data_path: str, spec: dict[str, Any], out_dir: str, threads: int, seed: int = 0,
-                    surrogate: str | None = None) -> None:
-    """Stage 2 in one process: perturb every training image of every class, out_dir/c<class>.npz each."""
+                    surrogate: str | None = None, partners: str | None = None) -> None:
+    """Stage 2 in one process: perturb every training image of every class, out_dir/c<class>.npz each (`partners`:
+    the prepared `partner_dataset`)."""
     ds = load_prepared(data_path)
+    pool = load_prepared(partners) if partners else None
+    if pool is not None and pool.classes != ds.classes:
+        raise ArtifactError(f"{partners}: partner classes {', '.join(pool.classes)} differ from {data_path}'s "
+                            f"{', '.join(ds.classes)}")
     with compute_device(spec["method"], threads) as device:
         for cls in range(ds.num_classes):
-            idx, images = _perturb(ds, cls, spec, device, seed, surrogate=surrogate)
+            idx, images = _perturb(ds, cls, spec, device, seed, surrogate=surrogate, pool=pool)
             save_npz(Path(out_dir) / f"c{cls}.npz", indices=idx, images=images, cls=np.int64(cls))

@@ -38,14 +38,19 @@ MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a p
 RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", "target_accuracy")
 # A victim row's own columns, which evaluate.evaluate_cohort writes and the tables show: before what the defences
 # measure (the run's description, the rates with the test images each was measured on, as hits of n: the
-# scorecard's intervals), after it (the median training losses at the end of training of recipes that trace them,
-# thesis Figure 4-1, and BackdoorBench's defence effectiveness rating against the undefended twin), and metrics.json's
+# scorecard's intervals; the fit to the training set and the test losses, the 003 seed's table), after it (the median
+# training losses at the end of training of recipes that trace them, thesis Figure 4-1, with their standard errors,
+# and BackdoorBench's defence effectiveness rating against the undefended twin, with the twin's counts), and metrics.json's
 # list of accuracies per class (not one cell). A defence measuring one of these would overwrite a core metric.
+LOSSES = ("train_loss", "test_loss", "triggered_loss")  # mean cross-entropies, each with its standard error `_se`
 VICTIM_COLUMNS = ("series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
                   "defence_method", "target", "target_name", "amount", "rate", "count", "fraction_of_class",
-                  "fraction_of_train", "seed", *RATES, "train_seconds", "device",
-                  *(f"{m}_{part}" for m in RATES for part in ("hits", "n")))
-TAIL_COLUMNS = ("final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all", "der")
+                  "fraction_of_train", "seed", *RATES, "train_accuracy", *LOSSES, "train_seconds", "device",
+                  *(f"{m}_{part}" for m in (*RATES, "train_accuracy") for part in ("hits", "n")),
+                  *(f"{m}_se" for m in LOSSES))
+FINAL_LOSSES = ("final_loss_poisoned", "final_loss_poisoned_without_trigger", "final_loss_all")
+TAIL_COLUMNS = (*FINAL_LOSSES, *(f"{m}_se" for m in FINAL_LOSSES), "der",
+                *(f"twin_{m}_{part}" for m in ("asr_labelled", "clean_accuracy") for part in ("hits", "n")))
 DROPPED = ("per_class_accuracy",)
 RESERVED_MEASURES = frozenset({*VICTIM_COLUMNS, *TAIL_COLUMNS, *DROPPED})
 

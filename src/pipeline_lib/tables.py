@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import plugins
@@ -17,7 +18,7 @@ FILTERING_COLUMNS = ["series", "dataset", "attack", "target", "amount", "seed", 
                      "found_among_lowest",
                      "found_among_lowest_hits", "found_among_lowest_n"]
 TSNE_COLUMNS = ["series", "dataset", "attack", "recipe", "defence", "target", "amount", "seed", "clean", "poisoned",
-                "silhouette", "knn_purity"]
+                "silhouette", "knn_purity", "silhouette_se", "knn_purity_se"]
 
 
 def victim_columns() -> list[str]:
@@ -29,20 +30,28 @@ def victim_columns() -> list[str]:
 TWIN = ["series", "dataset", "recipe", "attack", "target", "amount", "seed"]  # what a victim shares with its twin
 
 
-def defence_effectiveness(df: pd.DataFrame) -> pd.Series:
-    """BackdoorBench's defence effectiveness rating of each defended row against its undefended twin in the same
-    table: DER = [max(0, ASR drop) - max(0, clean accuracy drop) + 1] / 2, from 0 (worst) to 1; NaN without a twin
-    and for test-time detectors (STRIP: the model is the undefended one, nothing for DER to rate). This is the
-    formula its paper and its `_simplied` variant state; its `defense_effectiveness_rate` adds the accuracy drop
-    instead."""
-    base = df[df["defence"] == "none"].drop_duplicates(TWIN).set_index(TWIN)[["asr_labelled", "clean_accuracy"]]
+def der(asr_drop: np.ndarray, accuracy_drop: np.ndarray) -> np.ndarray:
+    """BackdoorBench's defence effectiveness rating from the ASR and clean-accuracy drops: [max(0, ASR drop) -
+    max(0, clean accuracy drop) + 1] / 2, from 0 (worst) to 1. This is the formula its paper and its `_simplied`
+    variant state; its `defense_effectiveness_rate` adds the accuracy drop instead."""
+    return (np.clip(asr_drop, 0, None) - np.clip(accuracy_drop, 0, None) + 1) / 2
+
+
+def defence_effectiveness(df: pd.DataFrame) -> pd.DataFrame:
+    """Each defended row's DER against its undefended twin in the same table, with the twin's ASR and clean
+    accuracy counts (`twin_<rate>_hits`, `_n`: the scorecard draws DER from the four rates); NaN without a twin
+    and for test-time detectors (STRIP: the model is the undefended one, nothing for DER to rate)."""
+    rates = ["asr_labelled", "clean_accuracy"]
+    counts = [f"{m}_{part}" for m in rates for part in ("hits", "n")]
+    base = df[df["defence"] == "none"].drop_duplicates(TWIN).set_index(TWIN)[rates + counts]
     twin = base.reindex(pd.MultiIndex.from_frame(df[TWIN].astype(object)))
-    asr_drop = twin["asr_labelled"].to_numpy(float) - df["asr_labelled"].to_numpy(float)
-    acc_drop = twin["clean_accuracy"].to_numpy(float) - df["clean_accuracy"].to_numpy(float)
-    der = (asr_drop.clip(0) - acc_drop.clip(0) + 1) / 2
+    drops = {m: twin[m].to_numpy(float) - df[m].to_numpy(float) for m in rates}
     known = plugins.catalogue()["defence"]
     detector = df["defence_method"].map(lambda m: m in known and known[m].assess is not None).to_numpy(bool)
-    return pd.Series(der, index=df.index).where(df["defence"].ne("none").to_numpy() & ~pd.isna(asr_drop) & ~detector)
+    rated = df["defence"].ne("none").to_numpy() & ~np.isnan(drops["asr_labelled"]) & ~detector
+    out = pd.DataFrame({"der": der(drops["asr_labelled"], drops["clean_accuracy"]),
+                        **{f"twin_{c}": twin[c].to_numpy(float) for c in counts}}, index=df.index)
+    return out.where(pd.Series(rated, index=df.index), axis=0)
 
 
 def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:
@@ -54,7 +63,8 @@ def collect(paths: Sequence[str | Path], series: Sequence[str]) -> pd.DataFrame:
     columns = victim_columns()
     extra = sorted({k for r in rows for k in r} - set(columns) - set(DROPPED))
     df = pd.DataFrame(rows, columns=columns + extra)
-    df["der"] = defence_effectiveness(df)
+    effect = defence_effectiveness(df)
+    df[list(effect.columns)] = effect
     order = {s: i for i, s in enumerate(dict.fromkeys(series))}
     return (df.assign(_order=df["series"].map(order))
             .sort_values(["_order", "dataset", "attack", "recipe", "defence", "target", "count", "seed"])

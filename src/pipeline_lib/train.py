@@ -281,5 +281,14 @@ class LossTrace:
             losses = batched(lambda xb, yb: nn.functional.cross_entropy(model(xb).float(), yb, reduction="none"),
                              x, y)
             q = torch.quantile(losses, torch.tensor([0.25, 0.5, 0.75], device=losses.device)).tolist()
-            point[name] = {"q25": q[0], "median": q[1], "q75": q[2]}
+            point[name] = {"q25": q[0], "median": q[1], "q75": q[2], "median_se": median_se(losses)}
         self.points.append(point)
+
+
+def median_se(values: torch.Tensor) -> float:
+    """The standard error of a sample's median from its distribution-free 95% interval: the order statistics
+    n/2 -+ 1.96 sqrt(n)/2 (the median's rank among n draws is Binomial(n, 1/2)), their distance / (2 x 1.96)."""
+    ordered, n = values.double().sort().values, len(values)
+    half = 1.96 * n ** 0.5 / 2
+    low, high = max(round(n / 2 - half), 0), min(round(n / 2 + half), n - 1)
+    return float(ordered[high] - ordered[low]) / (2 * 1.96)

@@ -13,14 +13,15 @@ from .accel import Accel
 from .artifacts import save_json
 from .cohorts import member_name
 from .data import load_prepared
+from .fit import training_fit
 from .models import predict
 from .plugins import Job
 from .poisons import read_poison_set
 from .stacking import train_stacked
 from .train import LossTrace, Recipe
 
-PROBE_IMAGES = 1000  # training images every trained and every undefended model must give finite outputs on (a cheap
-# forward pass: evaluation then checks every test image)
+PROBE_IMAGES = 1000  # training images every undefended model a defence reads must give finite outputs on (a cheap
+# forward pass; a trained model is checked on its whole training set, evaluation then checks every test image)
 DIVERGED = "training diverged, nothing saved (is a learning rate or weight decay too large?)"
 
 
@@ -67,12 +68,13 @@ def train_cohort(data_path: str, poison_paths: list[str], members: list[tuple[st
                 trained.append(model)
                 infos.append(info)
                 traces.append(trace)
-        for file, model in zip(files, trained, strict=True):  # a last update can leave finite weights, NaN outputs
+        fits = []  # each model's fit to its own training set; a last update can leave finite weights, NaN outputs
+        for file, model, (ps, _) in zip(files, trained, sets, strict=True):
             with models.non_finite_outputs_named(str(file), DIVERGED):
-                predict(model, probe, device)
-    for file, model, info, trace, (ps, meta) in zip(files, trained, infos, traces, sets, strict=True):
+                fits.append(training_fit(model, *ps.apply_to(ds.x_train, ds.y_train), device))
+    for file, model, info, trace, (ps, meta), fit in zip(files, trained, infos, traces, sets, fits, strict=True):
         models.save_weights(file, info["arch"], model)
-        save_json(file.with_name("train_log.json"), {"defence": {}, **info,
+        save_json(file.with_name("train_log.json"), {"defence": {}, **info, "fit": fit,
                                                      "loss_trace": trace.points if trace else [],
                                                      "defence_method": method.name,
                                                      "poison": {**meta, "count": ps.count, "crossed": ps.crossed}})

@@ -25,6 +25,7 @@ from pipeline_lib.config import (
     schema_error_line,
 )
 from pipeline_lib import figure_kinds, layout, plugins
+from pipeline_lib.claims import FACTOR
 from pipeline_lib.cohorts import member_name
 from pipeline_lib.data import file_sha256, local_path
 from pipeline_lib.layout import Victim, partner_class
@@ -297,8 +298,11 @@ def gan_encoding(name):
 
 
 def perturbation_inputs(w):
-    """What a perturbation of one class needs beyond the data: its surrogate, or its GAN and latents."""
+    """What a perturbation of one class needs beyond the data: its surrogate, its GAN and latents, or its partner
+    dataset."""
     spec = config["perturbations"][w.perturbation]
+    if "partner_dataset" in spec:
+        return {"partners": layout.data(spec["partner_dataset"])}
     if spec["method"] == "pgd":
         return {"surrogate": f"{layout.surrogate(spec['surrogate'])}/model.pt"}
     if spec["method"] == "gan_interpolation":
@@ -306,6 +310,12 @@ def perturbation_inputs(w):
         pair = layout.gan_pair(w.dataset, spec["gan"], w.cls, partner)
         return {"generator": f"{pair}/generator.pt", "latents": f"{pair}/latents.npz"}
     return {}
+
+
+def partner_version(w):
+    """What a perturbation's partner dataset is made from (data_version), or None for the perturbed dataset's own."""
+    partners = config["perturbations"][w.perturbation].get("partner_dataset")
+    return data_version(partners) if partners else None
 
 
 def attack_perturbed(w):

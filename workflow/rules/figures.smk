@@ -324,6 +324,7 @@ rule score_claims:
         ),
     params:
         claims=config["claims"],
+        factor=config.get("reported_factor", FACTOR),
         code=code_version("claims"),
     conda:
         "../envs/pipeline.yaml"

@@ -13,6 +13,7 @@ rule perturb_classes:
         directory(layout.PERTURBED_CLASSES),
     params:
         data=lambda w: data_version(w.dataset),
+        partners=partner_version,
         spec=lambda w: canonical(config["perturbations"][w.perturbation]),
         code=code_version("perturb"),
     wildcard_constraints:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from pipeline_lib.config import (ConfigError, check_references, figure_poison_sets, figure_rows, figure_settings,
-                                 figure_victims)
+from pipeline_lib.config import (ConfigError, check_references, cohort_plan, figure_poison_sets, figure_rows,
+                                 figure_settings, figure_victims, trained_victims)
 
 THESIS_FIGURES = ["fig1-2", "fig1-3", "fig2-1", "fig3-1", "fig3-2", "fig3-3", "fig3-4", "fig3-5", "fig3-6", "fig3-7",
                   "fig3-8", "fig3-9", "fig3-10", "fig3-11", "fig3-12", "fig3-13", "fig3-14", "fig4-1", "fig4-2",
@@ -193,6 +193,15 @@ def reported_claim(figure: str, metric: str, reported: float) -> dict:
      "claims.x.reported': silhouette runs from -1 to 1 and has no odds"),
     (lambda c: c["claims"].update(x=reported_claim("fig4-1", "final_loss_all", 0.0)),
      "claims.x.reported': 0 is not a positive loss"),
+    # only an input-aware attack trains a classifier of its own, without a defence and without a poison set
+    (lambda c: c["figures"]["seed003-abl"]["series"]["SIG"].update(classifier="attacker"),
+     "figures.seed003-abl.series.SIG.classifier': attack 'sig' trains no classifier of its own"),
+    (lambda c: c["figures"]["seed003-abl"].pop("defences") and c["figures"]["seed003-abl"]["series"]["input-aware"]
+     .update(defence="abl"),
+     "figures.seed003-abl.series.input-aware.classifier': the attacker's classifier is trained without a defence, "
+     "not under 'abl'"),
+    (lambda c: c["figures"]["seed001-tsne"].update(attack="dynamic", classifier="attacker"),
+     "figures.seed001-tsne.classifier': a 'tsne' figure needs a victim's poisoned training set"),
 ])
 def test_settings_the_data_or_the_figure_kind_cannot_honour_are_refused_by_key(edit, message):
     cfg = demo_config()
@@ -288,7 +297,6 @@ def test_the_schema_offers_exactly_what_the_registries_define():
 
 
 def test_a_clean_victim_is_planned_once_and_read_by_every_figure_that_names_it():
-    from pipeline_lib.config import cohort_plan, trained_victims
 
     cfg = load_config("config/demo.yaml")
     cfg["figures"]["fig3-2"]["series"] = {"poisoned": {}, "clean model": {"attack": "clean"}}
@@ -315,3 +323,14 @@ def test_each_figure_kind_is_drawn_by_the_plot_rule_the_registry_names():
     assert figure_kinds.names(rule="plot_lines") == ("asr_lines", "per_class_lines")
     assert figure_kinds.unread_keys("filtering")[:3] == ["recipe", "defence", "defences"]
     assert "inspect" in figure_kinds.unread_keys("filtering") and "filter" not in figure_kinds.unread_keys("filtering")
+
+
+def test_an_attackers_own_classifier_is_a_row_its_attack_trains_not_a_victim():
+    cfg = demo_config()
+    rows = [(label, v) for label, v in figure_rows(cfg, "seed003-abl") if label.startswith("input-aware")]
+    assert [(label, v.defence) for label, v in rows] == [
+        ("input-aware", "none"),                        # the figure's `defences` repeat it only undefended
+        ("input-aware, CNN on its fixed poisons", "none"), ("input-aware, CNN on its fixed poisons", "abl")]
+    own = rows[0][1]
+    assert str(own.path) == "results/dynamic/digits/dynamic/t0-s0" and own.recipe == cfg["attacks"]["dynamic"]["recipe"]
+    assert own not in trained_victims(cfg) and rows[1][1] in trained_victims(cfg)

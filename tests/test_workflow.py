@@ -277,6 +277,11 @@ def test_demo_runs_every_defence_and_reports_what_each_measured(demo):
     assert (demo / "results/demo/tables/seed003-abl.md").read_text().startswith("# Anti-Backdoor Learning")
     attacker = json.loads((demo / "results/demo/dynamic/digits/dynamic/t0-s0/metrics.json").read_text())
     assert attacker["asr_labelled"] > 0.5 and attacker["clean_accuracy"] > 0.9  # the attacker-trained classifier
+    abl = pd.read_csv(demo / "results/demo/tables/seed003-abl.csv")
+    own = abl[abl["series"] == "input-aware"]   # is the seed's input-aware row, undefended only
+    assert own["defence"].tolist() == ["none"] and own["asr_labelled_n"].item() == attacker["asr_labelled_n"]
+    assert own["asr_labelled"].item() == attacker["asr_labelled"] and own["test_loss_se"].item() > 0
+    assert set(abl[abl["series"] == "input-aware, CNN on its fixed poisons"]["defence"]) == {"none", "abl"}
     dynamic = grid[grid["series"] == "input-aware"].set_index("defence")
     assert (dynamic["trigger"] == "input_aware").all() and dynamic["amplitude"].isna().all()
     assert dynamic.loc["none", "asr_labelled"] > 0.5  # a victim trained on the saved poisoned set learns it too

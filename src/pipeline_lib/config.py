@@ -16,13 +16,13 @@ from .artifacts import ArtifactError
 from .blocks import BlockError
 from .cohorts import Cohort, plan
 from .data import SourceInfo, describe
-from .layout import CLEAN_AMOUNT, CLEAN_TARGET, Amount, Poisoned, Victim
+from .layout import CLEAN_AMOUNT, CLEAN_TARGET, Amount, AttackerModel, Poisoned, Victim
 from .tables import FILTERING_COLUMNS, TSNE_COLUMNS, victim_columns
 
 
 VICTIM_KINDS = figure_kinds.names(source="victims")   # figures drawn from trained victims
 FILTER_KINDS = figure_kinds.names(source="poisons")   # figures drawn from scored poison sets
-GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds")
+GRID_KEYS = ("dataset", "attack", "recipe", "defence", "targets", "rates", "counts", "seeds", "classifier")
 
 
 class ConfigError(ValueError):
@@ -398,7 +398,8 @@ def _check_partner(config: dict[str, Any], key: str, perturbation: str, dataset:
 
 def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any]]]:
     """A figure's (label, grid) pairs: each `series` entry over the figure-level grid keys, or that grid alone;
-    a figure's `defences` list repeats every series once per defence (same label, its own `defence`)."""
+    a figure's `defences` list repeats every series once per defence (same label, its own `defence`; a series of
+    the attacker's classifier only once, undefended)."""
     spec = config["figures"][figure]
     base = {k: spec[k] for k in GRID_KEYS if k in spec}
     entries = spec.get("series") or {"": {}}
@@ -406,7 +407,11 @@ def series(config: dict[str, Any], figure: str) -> list[tuple[str, dict[str, Any
     for label, override in entries.items():
         grid = {k: v for k, v in base.items() if not ({"rates", "counts"} & set(override) and k in ("rates", "counts"))}
         grid = {"defence": "none", "seeds": [0], **grid, **override}
-        out += [(label, {**grid, "defence": d}) for d in spec["defences"]] if "defences" in spec else [(label, grid)]
+        if "defences" in spec:  # an attacker's own classifier is trained without a defence: its row alone
+            out += [(label, {**grid, "defence": d}) for d in spec["defences"]
+                    if d == "none" or grid.get("classifier") != "attacker"]
+        else:
+            out.append((label, grid))
     return out
 
 
@@ -438,6 +443,21 @@ def _check_grid(config: dict[str, Any], figure: str, label: str, grid: dict[str,
     if attack_method(config, grid["attack"]).trigger == "trained":
         _check_model(config, f"attacks.{grid['attack']}.recipe", attack["recipe"], grid["dataset"])
     _check_amounts(config, where, grid)
+
+
+def _check_attacker_series(config: dict[str, Any], fig: str, label: str, grid: dict[str, Any], kind: str) -> None:
+    """A series reading an attack's own classifier names an attack that trains one, no defence, in a figure drawn
+    from the victims' metrics alone."""
+    where = f"figures.{fig}" + (f".series.{label}" if label else "")
+    if attack_method(config, grid["attack"]).trigger != "trained":
+        raise ConfigError(f"config key '{where}.classifier': attack '{grid['attack']}' trains no classifier of its "
+                          "own (an input-aware attack does)")
+    if grid["defence"] != "none":
+        raise ConfigError(f"config key '{where}.classifier': the attacker's classifier is trained without a defence, "
+                          f"not under '{grid['defence']}'")
+    if kind in ("tsne", "loss_trace"):
+        raise ConfigError(f"config key '{where}.classifier': a '{kind}' figure needs a victim's poisoned training "
+                          "set, which the attacker's classifier does not have")
 
 
 def _check_examples(config: dict[str, Any], fig: str, spec: dict[str, Any]) -> None:
@@ -518,6 +538,8 @@ def check_references(config: dict[str, Any]) -> None:
         needs = ("dataset", "attack", "targets") + (("recipe",) if kind in VICTIM_KINDS else ())
         for label, grid in series(config, fig):
             _check_grid(config, fig, label, grid, needs)
+            if grid.get("classifier") == "attacker":
+                _check_attacker_series(config, fig, label, grid, kind)
             if kind == "tsne" and (grid["targets"] == "all" or len(grid["targets"]) != 1):
                 raise ConfigError(f"config key 'figures.{fig}.targets': a t-SNE figure maps exactly one class")
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
@@ -578,7 +600,7 @@ def _planned_rows(config: dict[str, Any], fig: str) -> list[dict[str, Any]]:
                     else attack["method"]}
             trained = config["surrogates"][defence["pretrained"]]["recipe"] if defence.get("pretrained") else v.recipe
             row["model"] = config["recipes"][trained]["model"]  # a pretrained model keeps its surrogate's architecture
-            if amount.count is not None or sizes:
+            if (amount.count is not None or sizes) and not isinstance(v, AttackerModel):  # it has no poison set
                 row["count"] = amount.count if amount.count is not None else amount.resolve(sizes[v.target])
         rows.append(row)
     return rows
@@ -739,7 +761,11 @@ def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]
         return []
     rows = []
     for label, g in series(config, figure):
-        if attack_method(config, g["attack"]).trigger == "none":  # the clean victim: one per seed, any target or amount
+        if g.get("classifier") == "attacker":  # the input-aware attack's own classifier: one per target and seed
+            recipe = config["attacks"][g["attack"]]["recipe"]
+            rows += [(label, AttackerModel(g["dataset"], g["attack"], recipe, "none", t, CLEAN_AMOUNT, s))
+                     for t in targets(config, g) for s in g["seeds"]]
+        elif attack_method(config, g["attack"]).trigger == "none":  # the clean victim: one per seed, any target or amount
             rows += [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], CLEAN_TARGET, CLEAN_AMOUNT,
                                     s)) for s in g["seeds"]]
         else:
@@ -758,6 +784,8 @@ def trained_victims(config: dict[str, Any]) -> dict[Victim, frozenset[str]]:
     needs: dict[Victim, set[str]] = {}
     for f in config["figures"]:
         for v in figure_victims(config, f):
+            if isinstance(v, AttackerModel):  # trained by its attack's own job
+                continue
             needs.setdefault(v, set()).add(f)
             if defence_method(config, v.defence).needs_base:
                 needs.setdefault(v.undefended(), set()).add(f)

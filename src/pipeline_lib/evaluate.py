@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import devices, models, plugins
 from .artifacts import load_json, save_json
@@ -48,6 +49,18 @@ def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.nda
     return metrics
 
 
+def test_metrics(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, triggered: np.ndarray, target: int,
+                 num_classes: int, device: torch.device) -> dict[str, object]:
+    """`attack_metrics` of a model on the clean test images and the same images triggered (none for a clean
+    victim), with the ABL release's clean and backdoor test losses: `test_loss` (clean images, true labels) and
+    `triggered_loss` (triggered images not of the target, against the target)."""
+    clean, clean_losses = predict_with_loss(model, x, y, device)
+    triggered_pred, to_target = predict_with_loss(model, triggered, np.full(len(triggered), target), device)
+    others = y != target if len(triggered) else np.zeros(0, bool)
+    return {**attack_metrics(y, clean, triggered_pred, target, num_classes), **mean_with_se("test_loss", clean_losses),
+            **mean_with_se("triggered_loss", to_target[others])}
+
+
 def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str], members: list[dict[str, Any]],
                     defence: dict[str, Any], out_dir: str) -> None:
     """Stage 5 for every victim of a cohort, the test set loaded once: clean accuracy, both ASRs and robust
@@ -72,10 +85,7 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
             model, log = models.load_model(model_path), load_json(log_path)
             target, poison = int(describe["target"]), log["poison"]
             with models.non_finite_outputs_named(model_path, "no metric of it is recorded"):
-                clean, clean_losses = predict_with_loss(model, ds.x_test, ds.y_test, device)
-                triggered, to_target = predict_with_loss(model, test_triggered, np.full(len(test_triggered), target),
-                                                         device)
-                metrics = attack_metrics(ds.y_test, clean, triggered, target, ds.num_classes)
+                metrics = test_metrics(model, ds.x_test, ds.y_test, test_triggered, target, ds.num_classes, device)
                 assessed = (method.assess(model, settings, ds.x_test, test_triggered[ds.y_test != target], device)
                             if method.assess is not None and len(test_triggered) else {})
             measured = {**log.get("defence", {}), **assessed}  # what the defence measured: epsilon, detection rates
@@ -91,8 +101,6 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                 "fraction_of_class": poison["count"] / poison["class_size"],
                 "fraction_of_train": poison["count"] / poison["train_size"],
                 "train_seconds": log["seconds"], "device": log["device"], **log["fit"],
-                **mean_with_se("test_loss", clean_losses),  # the ABL release's clean and backdoor test losses
-                **mean_with_se("triggered_loss", to_target[ds.y_test != target] if len(to_target) else to_target),
                 **measured,
                 **final_losses(log.get("loss_trace", [])),
             })

@@ -205,3 +205,14 @@ class Victim:
     def undefended(self) -> Victim:
         """The same victim trained without a defence (what the sanitisers read)."""
         return Victim(self.dataset, self.attack, self.recipe, "none", self.target, self.amount, self.seed)
+
+
+@dataclass(frozen=True)
+class AttackerModel(Victim):
+    """An input-aware attack's own classifier, trained with its trigger networks (recipe: the attack's; no defence;
+    amount n0: no fixed poison set), read as a row of a figure where a series says `classifier: attacker`."""
+
+    @property
+    def path(self) -> Path:
+        """The attack's folder, holding the classifier's model.pt, train_log.json and metrics.json."""
+        return Path(dynamic(self.dataset, self.attack, self.target, self.seed))

@@ -346,6 +346,13 @@ def attacker_recipe(w):
     return canonical(config["recipes"][config["attacks"][w.attack]["recipe"]])
 
 
+def attacker_describe(w):
+    """An input-aware attacker's own classifier described as a victim's row: dataset, attack, recipe, target, seed."""
+    attack = config["attacks"][w.attack]
+    return {"dataset": w.dataset, "attack": w.attack, "method": attack["method"], "recipe": attack["recipe"],
+            "target": int(w.target), "seed": int(w.seed)}
+
+
 def victim_metrics(w):
     """Every metrics.json one figure needs, in series order."""
     return [str(v.path / "metrics.json") for _, v in figure_rows(config, w.figure)]

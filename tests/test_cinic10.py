@@ -55,7 +55,8 @@ def cinic_archive(path, grey=False):
                 add_png(tar, f"{split}/{name}/cifar10-{split}-{c}.png", np.full((32, 32, 3), CIFAR_VALUE, np.uint8))
                 for i in reversed(range(PER_CLASS)):   # not in name order: the loader sorts
                     shape = (32, 32) if grey and i == 0 else (32, 32, 3)   # ImageNet holds greyscale JPEGs
-                    add_png(tar, f"{split}/{name}/n0{2000000 + c}_{i}.png", np.full(shape, value(split, c, i), np.uint8))
+                    image = np.full(shape, value(split, c, i), np.uint8)
+                    add_png(tar, f"{split}/{name}/n0{2000000 + c}_{i}.png", image)
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 

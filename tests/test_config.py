@@ -55,7 +55,7 @@ def test_series_override_the_figure_grid():
     assert len(rows) == 20 and {v.target for _, v in rows} == {6}
     assert {(label, v.recipe) for label, v in rows if label == "four corners, augmentation"} == \
         {("four corners, augmentation", "thesis_resnet_augment")}
-    assert len(figure_victims(cfg, "fig3-14")) == 100  # two panels of 10 classes x 5 rates
+    assert len(figure_victims(cfg, "fig3-14")) == 150  # three series of 10 classes x 5 rates (one without augmentation)
     sets = figure_poison_sets(cfg, "figA-1")
     assert {(label, p.amount) for label, p in sets} == {("Gu et al.", "n75"), ("adversarial (l2)", "n300"),
                                                         ("GAN (tau 0.2)", "n300")}
@@ -332,5 +332,6 @@ def test_an_attackers_own_classifier_is_a_row_its_attack_trains_not_a_victim():
         ("input-aware", "none"),                        # the figure's `defences` repeat it only undefended
         ("input-aware, CNN on its fixed poisons", "none"), ("input-aware, CNN on its fixed poisons", "abl")]
     own = rows[0][1]
-    assert str(own.path) == "results/dynamic/digits/dynamic/t0-s0" and own.recipe == cfg["attacks"]["dynamic"]["recipe"]
+    assert str(own.path) == "results/dynamic/digits/dynamic/t0-s0"                    # the attack's own folder
+    assert own.recipe == cfg["attacks"]["dynamic"]["recipe"]
     assert own not in trained_victims(cfg) and rows[1][1] in trained_victims(cfg)

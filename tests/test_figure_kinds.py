@@ -77,7 +77,7 @@ def draw(kind: str, cfg: dict, tmp_path) -> None:
         plots.loss_trace(logs, {0: "0"}, "t", out)
     elif kind == "tsne":
         rng = np.random.default_rng(0)
-        plots.tsne_panels([(rng.normal(size=(20, 2)), np.arange(20) < 5)], ["BadNets"], "0", "t", out)
+        plots.tsne_panels([(rng.normal(size=(20, 2)), np.arange(20) < 5)], ["BadNets"], ["0"], "t", out)
     elif kind == "filtering":
         scores = [{"probability": np.linspace(0, 1, 40), "poisoned": np.arange(40) < 4}]
         plots.filtering_curve(scores, plots.display_series([""], ["gu"], labels), "t", out)
@@ -105,7 +105,6 @@ def test_each_kind_draws_from_its_minimal_config(kind, tmp_path):
 
 @pytest.mark.parametrize("kind, keys, key", [
     ("loss_trace", {"recipe": "digits_cnn"}, "recipes.digits_cnn.trace_per_epoch"),
-    ("tsne", {"targets": [0, 1]}, "figures.f.targets"),
     ("asr_heatmap", {"metric": ["asr_labelled", "clean_accuracy"]}, "figures.f.metric"),
     ("defence_heatmap", {"metric": "der"}, "figures.f.metric"),
     ("filtering", {"recipe": "digits_cnn"}, "figures.f.recipe"),

@@ -68,8 +68,12 @@ def test_asr_lines_draws_each_metric_in_its_own_row_and_a_figure_without_series(
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_tsne_panels_draw_one_panel_per_victim(tmp_path):
+def test_tsne_panels_draw_one_panel_per_victim_a_row_per_class(tmp_path):
+    from PIL import Image
+
     rng = np.random.default_rng(0)
-    maps = [(rng.normal(size=(20, 2)), np.arange(20) < 5) for _ in range(2)]
-    tsne_panels(maps, ["none", "adv"], "zero", "t-SNE", tmp_path / "t.png")
-    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    maps = [(rng.normal(size=(20, 2)), np.arange(20) < 5) for _ in range(6)]
+    tsne_panels(maps[:2], ["none", "adv"], ["zero"] * 2, "t-SNE", tmp_path / "t.png")
+    tsne_panels(maps, ["none", "adv"] * 3, ["zero", "zero", "one", "one", "two", "two"], "t-SNE", tmp_path / "c.png")
+    one, three = (Image.open(tmp_path / f).size for f in ("t.png", "c.png"))
+    assert one[0] == three[0] and three[1] > 2.5 * one[1]   # two columns (none, adv); three classes, three rows

@@ -52,7 +52,7 @@ def test_full_config_plans_every_figure_without_network(tmp_path):
     assert jobs["train_cohort"] == jobs["evaluate_cohort"] < len(victims) / 4  # cohorts of up to cohort_size
     assert jobs["train_surrogate"] == 10 and jobs["train_gan"] == jobs["encode_class"] == 10
     assert jobs["prepare_data"] == 5 and jobs["plot_examples"] == 9 and jobs["plot_heatmap"] == 10
-    assert jobs["plot_lines"] == 9 and jobs["plot_defence_heatmap"] == 8 and jobs["plot_tsne"] == 1
+    assert jobs["plot_lines"] == 9 and jobs["plot_defence_heatmap"] == 8 and jobs["plot_tsne"] == 2
     assert jobs["train_input_aware"] == 1  # one trained trigger serves both input-aware poison sets
 
 

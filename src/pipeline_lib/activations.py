@@ -55,20 +55,23 @@ def separation(features: np.ndarray, poisoned: np.ndarray, neighbours: int = 10)
             **mean_with_se("knn_purity", purity)}
 
 
-def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], cls: int,
-              max_clean: int, title: str, out: str, table_out: str, rows: list[dict[str, Any]],
+def draw_tsne(model_paths: list[str], poison_paths: list[str], data_path: str, titles: list[str], max_clean: int,
+              title: str, out: str, table_out: str, rows: list[dict[str, Any]],
               attacks: dict[str, dict[str, Any]]) -> None:
-    """One t-SNE panel per victim of a figure, each from its own poisoned training set, and a table of how far the
-    clean and poisoned activations separate (one row per victim, described by `rows`: its attack, target and amount
-    name the set, checked against `attacks`, the config's attack blocks by name)."""
+    """One t-SNE panel per victim of a figure, of its target class's clean and poisoned training images, each from
+    its own poisoned training set (a row of panels per class), and a table of how far the clean and poisoned
+    activations separate (one row per victim, described by `rows`: its attack, target and amount name the set,
+    checked against `attacks`, the config's attack blocks by name)."""
     ds = load_prepared(data_path)
     sets = [read_poison_set(p, ds, attacks[row["attack"]], row["target"], row["amount"])[0]
             for p, row in zip(poison_paths, rows, strict=True)]
     maps, table = [], []
     for model_path, ps, row in zip(model_paths, sets, rows, strict=True):
-        feats, poisoned = class_activations(model_path, ds, ps, cls, max_clean, seed=0)
+        feats, poisoned = class_activations(model_path, ds, ps, row["target"], max_clean, seed=0)
         maps.append((tsne_map(feats, seed=0), poisoned))
         table.append({**row, "clean": int((~poisoned).sum()), "poisoned": int(poisoned.sum()),
                       **separation(feats, poisoned)})
-    tsne_panels(maps, titles, ds.classes[cls], title, out)
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["target"])  # a row of panels per class
+    tsne_panels([maps[i] for i in order], [titles[i] for i in order], [ds.classes[rows[i]["target"]] for i in order],
+                title, out)
     write_csv(pd.DataFrame(table), table_out)

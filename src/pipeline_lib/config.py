@@ -540,8 +540,6 @@ def check_references(config: dict[str, Any]) -> None:
             _check_grid(config, fig, label, grid, needs)
             if grid.get("classifier") == "attacker":
                 _check_attacker_series(config, fig, label, grid, kind)
-            if kind == "tsne" and (grid["targets"] == "all" or len(grid["targets"]) != 1):
-                raise ConfigError(f"config key 'figures.{fig}.targets': a t-SNE figure maps exactly one class")
             if kind == "loss_trace" and not config["recipes"][grid["recipe"]].get("trace_per_epoch"):
                 raise ConfigError(f"config key 'recipes.{grid['recipe']}.trace_per_epoch': figure '{fig}' plots "
                                   "training losses, so its recipe must trace them (set it to 1 or more)")
@@ -765,7 +763,7 @@ def figure_rows(config: dict[str, Any], figure: str) -> list[tuple[str, Victim]]
             recipe = config["attacks"][g["attack"]]["recipe"]
             rows += [(label, AttackerModel(g["dataset"], g["attack"], recipe, "none", t, CLEAN_AMOUNT, s))
                      for t in targets(config, g) for s in g["seeds"]]
-        elif attack_method(config, g["attack"]).trigger == "none":  # the clean victim: one per seed, any target or amount
+        elif attack_method(config, g["attack"]).trigger == "none":  # the clean victim: one a seed, any target, amount
             rows += [(label, Victim(g["dataset"], g["attack"], g["recipe"], g["defence"], CLEAN_TARGET, CLEAN_AMOUNT,
                                     s)) for s in g["seeds"]]
         else:

@@ -354,19 +354,25 @@ def filtering_curve(scores: list[dict[str, np.ndarray]], series: list[str], titl
     save_figure(fig, path)
 
 
-def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], cls_name: str, title: str,
+def tsne_panels(maps: list[tuple[np.ndarray, np.ndarray]], titles: list[str], classes: list[str], title: str,
                 path: str | Path) -> None:
-    """t-SNE maps of clean vs poisoned images of one class, a panel per victim (001 seed, Figure 5)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4.2), squeeze=False)
-    for ax, (xy, poisoned), name in zip(axes[0], maps, titles):
-        ax.scatter(*xy[~poisoned].T, s=6, c="tab:blue", alpha=0.6, label=f"clean '{cls_name}'")
-        ax.scatter(*xy[poisoned].T, s=6, c="tab:red", alpha=0.8, label=f"poisoned, labelled '{cls_name}'")
-        ax.set_title(name, fontsize=9)
+    """t-SNE maps of clean vs poisoned images of a class, a panel per victim (001 seed, Figure 5), a row of panels
+    per class (`classes`: each panel's, grouped)."""
+    columns = len(maps) // len(set(classes))
+    fig, axes = plt.subplots(len(maps) // columns, columns, figsize=(4 * columns, 4 * len(maps) // columns + 0.2),
+                             squeeze=False)
+    several = len(set(classes)) > 1
+    for ax, (xy, poisoned), name, cls in zip(axes.flat, maps, titles, classes):
+        ax.scatter(*xy[~poisoned].T, s=6, c="tab:blue", alpha=0.6,
+                   label="clean images of the class" if several else f"clean '{cls}'")
+        ax.scatter(*xy[poisoned].T, s=6, c="tab:red", alpha=0.8,
+                   label="poisoned, labelled as the class" if several else f"poisoned, labelled '{cls}'")
+        ax.set_title(f"'{cls}': {name}" if several else name, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
     suptitle(fig, title)
-    save_figure(fig, path, rect=(0, 0.06, 1, 1))
+    save_figure(fig, path, rect=(0, 0.06 / (len(maps) // columns), 1, 1))
 
 
 VERDICT_COLOURS = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "tab:orange"}

@@ -157,7 +157,6 @@ rule plot_tsne:
         settings=lambda w: figure_settings(config, w.figure),
         titles=tsne_titles,
         rows=victim_descriptions,
-        cls=lambda w: figure_rows(config, w.figure)[0][1].target,
         clean_sample=figure_param("clean_sample"),
         code=code_version("activations"),
     wildcard_constraints:

@@ -13,7 +13,7 @@ from . import devices, models, plugins
 from .artifacts import load_json, save_json
 from .fit import mean_with_se, rate
 from .data import load_prepared
-from .layout import Amount
+from .layout import CLEAN_AMOUNT, Amount
 from .poisons import load_trigger
 from .models import predict_with_loss
 
@@ -104,6 +104,27 @@ def evaluate_cohort(data_path: str, model_paths: list[str], log_paths: list[str]
                 **measured,
                 **final_losses(log.get("loss_trace", [])),
             })
+
+
+def evaluate_attacker(data_path: str, model_path: str, trigger_path: str, log_path: str, describe: dict[str, Any],
+                      out: str) -> None:
+    """An input-aware attack's own classifier scored as a victim's row (`describe` names its dataset, attack, recipe,
+    target and seed; no defence; amount n0: no fixed poison set, the attacker poisons each batch as it trains): its
+    rates and losses on the test set, each image triggered by the trigger drawn for it, and its cross-trigger
+    accuracy (an image carrying another image's trigger should keep its label)."""
+    from .input_aware import cross_accuracy
+
+    ds = load_prepared(data_path)
+    target, log = int(describe["target"]), load_json(log_path)
+    with devices.acquire() as device:
+        model, trigger = models.load_model(model_path), load_trigger({}, trigger_path, device)
+        with models.non_finite_outputs_named(model_path, "no metric of it is recorded"):
+            metrics = test_metrics(model, ds.x_test, ds.y_test, trigger.apply(ds.x_test), target, ds.num_classes,
+                                   device)
+            cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
+    save_json(out, {**describe, "defence": "none", "defence_method": "none", "amount": CLEAN_AMOUNT, **metrics,
+                    "cross_trigger_accuracy": cross, "model": log["arch"]["name"], "target_name": ds.classes[target],
+                    "trigger": describe["method"], "train_seconds": log["seconds"], "device": log["device"]})
 
 
 def final_losses(trace: list[dict[str, Any]]) -> dict[str, float]:

@@ -19,8 +19,6 @@ from . import devices, models
 from .artifacts import save_json
 from .attacks.input_aware import DynamicRecipe
 from .data import load_prepared
-from .evaluate import test_metrics
-from .layout import CLEAN_AMOUNT
 from .models import predict, to_float
 from .train import Recipe, Steps, arch_of, augment, optimizer_for, seed_everything, set_lr
 from .trigger_nets import DynamicTrigger, TriggerNet, apply_trigger, mask, pattern
@@ -129,30 +127,20 @@ def cross_accuracy(model: nn.Module, trigger: DynamicTrigger, x: np.ndarray, y: 
     return float((predict(model, trigger.apply(x, sources=np.roll(x, 1, axis=0)), device) == y).mean())
 
 
-def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[str, Any], describe: dict[str, Any],
-                             threads: int, trigger_out: str, model_out: str, metrics_out: str, log_out: str) -> None:
+def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[str, Any], target: int, seed: int,
+                             threads: int, trigger_out: str, model_out: str, log_out: str) -> None:
     """Train the attack on the clean training set; save its trigger networks, its own (attacker-trained)
-    classifier, that classifier's training log and, as a victim's metrics.json (`describe` names the dataset, attack,
-    recipe, target and seed; amount n0: no fixed poison set, the attacker poisons each batch as it trains), its rates
-    and losses on the test set, each image triggered by the trigger drawn for it, and its cross-trigger accuracy."""
+    classifier and that classifier's training log (evaluate.evaluate_attacker scores it)."""
     torch.set_num_threads(threads)
     ds = load_prepared(data_path)
-    target, seed = int(describe["target"]), int(describe["seed"])
     if not 0 <= target < ds.num_classes:
         raise ValueError(f"target class {target} not among the labels 0..{ds.num_classes - 1}")
     with devices.acquire() as device:
         model, g, m, info = train_input_aware(ds.x_train, ds.y_train, ds.num_classes, target,
                                               Recipe.from_config(recipe), DynamicRecipe.from_config(spec),
                                               seed, device)
-        trigger = DynamicTrigger(g, m).to(device)   # the test images triggered on the job's device
         with models.non_finite_outputs_named(model_out, "training diverged, nothing saved"):
-            metrics = test_metrics(model, ds.x_test, ds.y_test, trigger.apply(ds.x_test), target, ds.num_classes,
-                                   device)
-            cross = cross_accuracy(model, trigger, ds.x_test, ds.y_test, device)
-    trigger.to(torch.device("cpu")).save(trigger_out)   # CPU tensors: the file's bytes do not name the device
+            predict(model, ds.x_test, device)
+    DynamicTrigger(g, m).save(trigger_out)   # CPU tensors: the file's bytes do not name the device
     models.save_weights(model_out, info["arch"], model)
     save_json(log_out, info)
-    save_json(metrics_out, {**describe, "defence": "none", "defence_method": "none", "amount": CLEAN_AMOUNT,
-                            **metrics, "cross_trigger_accuracy": cross, "model": info["arch"]["name"],
-                            "target_name": ds.classes[target], "trigger": describe["method"],
-                            "train_seconds": info["seconds"], "device": info["device"]})

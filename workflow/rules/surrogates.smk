@@ -85,12 +85,10 @@ rule train_input_aware:
     output:
         trigger=f"{DYNAMIC}/trigger.pt",
         model=f"{DYNAMIC}/model.pt",
-        metrics=f"{DYNAMIC}/metrics.json",
         log=f"{DYNAMIC}/train_log.json",
     params:
         data=lambda w: data_version(w.dataset),
         recipe=attacker_recipe,
-        describe=attacker_describe,
         spec=lambda w: canonical(config["attacks"][w.attack].get("input_aware", {})),
         code=lambda w: recipe_code(config["attacks"][w.attack]["recipe"], "input_aware"),
     threads: config["train_threads"]

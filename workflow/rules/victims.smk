@@ -54,6 +54,28 @@ rule evaluate_cohort:
         "../scripts/evaluate_cohort.py"
 
 
+rule evaluate_attacker:
+    input:
+        data=layout.DATA,
+        model=f"{layout.DYNAMIC}/model.pt",
+        trigger=f"{layout.DYNAMIC}/trigger.pt",
+        log=f"{layout.DYNAMIC}/train_log.json",
+    output:
+        f"{layout.DYNAMIC}/metrics.json",
+    params:
+        describe=attacker_describe,
+        data=lambda w: data_version(w.dataset),
+        code=code_version("evaluate"),
+    resources:
+        gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
+    log:
+        layout.log("evaluate_attacker", layout.DYNAMIC),
+    script:
+        "../scripts/evaluate_attacker.py"
+
+
 rule link_victim:
     localrule: True  # seconds of work: on a cluster it runs on the submit host
     input:

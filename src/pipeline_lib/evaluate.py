@@ -11,11 +11,13 @@ import torch
 
 from . import devices, models, plugins
 from .artifacts import load_json, save_json
-from .fit import mean_with_se, rate
 from .data import load_prepared
+from .fit import mean_with_se, rate
+from .input_aware import cross_accuracy
 from .layout import CLEAN_AMOUNT, Amount
-from .poisons import load_trigger
 from .models import predict_with_loss
+from .poisons import load_trigger
+from .trigger_nets import DynamicTrigger
 
 
 def attack_metrics(y: np.ndarray, clean_pred: np.ndarray, triggered_pred: np.ndarray,
@@ -112,12 +114,10 @@ def evaluate_attacker(data_path: str, model_path: str, trigger_path: str, log_pa
     target and seed; no defence; amount n0: no fixed poison set, the attacker poisons each batch as it trains): its
     rates and losses on the test set, each image triggered by the trigger drawn for it, and its cross-trigger
     accuracy (an image carrying another image's trigger should keep its label)."""
-    from .input_aware import cross_accuracy
-
     ds = load_prepared(data_path)
     target, log = int(describe["target"]), load_json(log_path)
     with devices.acquire() as device:
-        model, trigger = models.load_model(model_path), load_trigger({}, trigger_path, device)
+        model, trigger = models.load_model(model_path), DynamicTrigger.load(trigger_path).to(device)
         with models.non_finite_outputs_named(model_path, "no metric of it is recorded"):
             metrics = test_metrics(model, ds.x_test, ds.y_test, trigger.apply(ds.x_test), target, ds.num_classes,
                                    device)

@@ -140,7 +140,7 @@ def write_input_aware_attack(data_path: str, recipe: dict[str, Any], spec: dict[
                                               Recipe.from_config(recipe), DynamicRecipe.from_config(spec),
                                               seed, device)
         with models.non_finite_outputs_named(model_out, "training diverged, nothing saved"):
-            predict(model, ds.x_test, device)
+            predict(model, ds.x_test, device)   # a diverged classifier is refused before anything is saved
     DynamicTrigger(g, m).save(trigger_out)   # CPU tensors: the file's bytes do not name the device
     models.save_weights(model_out, info["arch"], model)
     save_json(log_out, info)

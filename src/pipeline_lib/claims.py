@@ -46,7 +46,7 @@ COLUMNS = ["claim", "source", "statement", "reported", "measured", "measured_low
 VERDICTS = ("holds", "fails", "inconclusive")
 DRAWS = 10_000
 LEVEL = 0.95
-FACTOR = 1.5  # reported_factor's default (the schema's): at 50% it spans 40%..60%, the old +-0.10 of the middle
+FACTOR = 1.5  # reported_factor when a config leaves it unset: at 50% it spans 40%..60%, the old +-0.10 of the middle
 CELL = ("series", "dataset", "attack", "recipe", "defence", "target", "amount")  # a grid cell: all but the seed
 
 

@@ -40,9 +40,8 @@ RATES = ("clean_accuracy", "asr_labelled", "asr_classified", "robust_accuracy", 
 # measure (the run's description, the rates with the test images each was measured on, as hits of n: the
 # scorecard's intervals; the fit to the training set and the test losses, the 003 seed's table), after it (the median
 # training losses at the end of training of recipes that trace them, thesis Figure 4-1, with their standard errors,
-# and BackdoorBench's defence effectiveness rating against the undefended twin, with the twin's counts), and
-# metrics.json's list of accuracies per class (not one cell). A defence measuring one of these would overwrite a core
-# metric.
+# and BackdoorBench's defence effectiveness rating against the undefended twin, with the twin's counts), and metrics.json's
+# list of accuracies per class (not one cell). A defence measuring one of these would overwrite a core metric.
 LOSSES = ("train_loss", "test_loss", "triggered_loss")  # mean cross-entropies, each with its standard error `_se`
 VICTIM_COLUMNS = ("series", "dataset", "model", "recipe", "attack", "method", "trigger", "amplitude", "defence",
                   "defence_method", "target", "target_name", "amount", "rate", "count", "fraction_of_class",

@@ -77,6 +77,11 @@ def scale(metric: str) -> str:
     return "ratio" if "loss" in metric else "odds"
 
 
+def judged_by_window(claim: Mapping[str, Any]) -> bool:
+    """Whether a claim is a reported number judged by the one tolerance rule (not a bound that also names it)."""
+    return "reported" in claim and not {"at_least", "at_most"} & set(claim)
+
+
 def window(reported: float, metric: str, factor: float = FACTOR, precision: float = 0.0) -> tuple[float, float]:
     """The values within `factor` of a reported number read as [reported -+ precision / 2]: of its odds for a rate
     (so 1% spans 0.67%..1.5% and 99% 98.5%..99.3%, as 50% spans 40%..60%), of the number itself for a loss."""
@@ -305,7 +310,7 @@ def judge(name: str, claim: Mapping[str, Any], tables: Mapping[str, pd.DataFrame
     est = measure(tables, claim["measured"], name)
     row.update(measured=est.value, statistic=est.value)
     row["measured_low"], row["measured_high"] = row["statistic_low"], row["statistic_high"] = est.interval
-    if "reported" in claim and not {"at_least", "at_most"} & set(claim):
+    if judged_by_window(claim):
         metric = claim["measured"]["metric"]
         low, high = window(claim["reported"], metric, factor, claim.get("precision", 0.0))
         row.update(criterion=f"in [{low:.4g}, {high:.4g}]", judged_by=f"within a factor {factor:g} of the reported "

@@ -704,7 +704,7 @@ def check_claims(config: dict[str, Any]) -> None:
 def _check_reported(name: str, claim: dict[str, Any]) -> None:
     """A reported number lies on its metric's scale (a rate in 0..1, a positive loss), a rate of 0 or 1 with the
     `precision` the seed printed it at (the factor of claims.window cannot widen an odds of 0 or infinity)."""
-    if "reported" not in claim or {"at_least", "at_most"} & set(claim):
+    if not claims.judged_by_window(claim):
         return
     metric, value = claim["measured"]["metric"], claim["reported"]
     if metric in claims.SIGNED:
